@@ -1,0 +1,187 @@
+"""Per-frame signals of a clip: the sound's onset envelope, the picture's motion energy, and how they align.
+
+Everything here is numpy + cv2 and works for any frame size and any number of
+frames: `build` runs it on 286x286 source windows and `s2vmodel.evaluate` on
+64x64 generated videos. Slot i of every curve is frame i, which pairs with
+audio samples [hop*i, hop*(i+1)) (DESIGN section 4).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Sub-slots per frame slot: spectral flux is taken on a finer hop so that an
+# onset lands in its own frame slot wherever inside the slot it sounds.
+_SUBSLOTS = 4
+# Frames larger than this (longest side) are shrunk before differencing: the
+# motion curve keeps its shape and the cost stays a few ms per window.
+_MOTION_SIDE = 96
+# Magnitude compression before flux: strong enough that a quiet bed under loud
+# events still shows its onsets, weak enough that a noise floor stays low.
+_COMPRESSION = 0.5
+
+
+def onset_envelope(audio: np.ndarray, *, hop: int = 1470, n_slots: int | None = None) -> np.ndarray:
+    """Returns the sound's onset strength per frame slot, shape (n_slots,), >= 0.
+
+    Spectral flux (sum over frequency bins of the positive change of the
+    compressed magnitude spectrum) on a hop of hop/4 samples, summed per slot
+    of `hop` samples. `audio` is (n,) or (n, channels) float; channels are
+    averaged. `n_slots` defaults to ceil(n / hop); missing samples count as silence.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.ndim != 1:
+        raise ValueError(f"audio must be (n,) or (n, channels), got shape {np.shape(audio)}")
+    if hop < _SUBSLOTS:
+        raise ValueError(f"hop must be at least {_SUBSLOTS} samples, got {hop}")
+    if n_slots is None:
+        n_slots = -(-len(x) // hop)
+    if n_slots <= 0:
+        return np.zeros(0, dtype=np.float32)
+    sub = hop // _SUBSLOTS
+    n_sub = n_slots * _SUBSLOTS
+    win = 2 * sub
+    # Frame k spans [k*sub - sub/2, k*sub + 3*sub/2): centred half a sub-hop after
+    # its nominal start, so the steepest rise of a click falls on its own slot.
+    lead = sub // 2
+    need = (n_sub - 1) * sub + win
+    padded = np.zeros(lead + need, dtype=np.float32)
+    body = x[: max(0, min(len(x), need - lead))]
+    padded[lead : lead + len(body)] = body
+    # One extra frame before the first, so the first slot's flux has a predecessor.
+    padded = np.concatenate([np.zeros(sub, dtype=np.float32), padded])
+    idx = np.arange(win)[None, :] + sub * np.arange(n_sub + 1)[:, None]
+    frames = padded[idx] * np.hanning(win).astype(np.float32)[None, :]
+    mag = np.abs(np.fft.rfft(frames, axis=1)) ** _COMPRESSION
+    flux = np.maximum(np.diff(mag, axis=0), 0.0).sum(axis=1)  # (n_sub,)
+    env = flux.reshape(n_slots, _SUBSLOTS).sum(axis=1)
+    return env.astype(np.float32)
+
+
+def grey_frames(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:
+    """Returns the frames as grey float32 in [0, 1], shape (T, h, w), shrunk to at most `side` px.
+
+    frames: (T, H, W, 3) RGB or (T, H, W) grey, uint8 (0..255) or float (0..1).
+    """
+    f = np.asarray(frames)
+    if f.ndim not in (3, 4) or (f.ndim == 4 and f.shape[3] not in (1, 3)):
+        raise ValueError(f"frames must be (T, H, W) or (T, H, W, 3), got shape {f.shape}")
+    scale = 1.0 / 255.0 if f.dtype == np.uint8 else 1.0
+    t, h, w = f.shape[:3]
+    factor = min(1.0, side / max(h, w, 1))
+    out_h, out_w = max(1, round(h * factor)), max(1, round(w * factor))
+    out = np.empty((t, out_h, out_w), dtype=np.float32)
+    for i in range(t):
+        g = f[i]
+        if g.ndim == 3:
+            g = g[..., 0] if g.shape[2] == 1 else cv2.cvtColor(np.ascontiguousarray(g), cv2.COLOR_RGB2GRAY)
+        g = g.astype(np.float32)
+        if factor < 1.0:
+            g = cv2.resize(g, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        out[i] = g
+    return out * np.float32(scale)
+
+
+def motion_energy(frames: np.ndarray) -> np.ndarray:
+    """Returns the motion energy per frame, shape (T,): mean |grey difference| to the previous frame, [0] = 0.
+
+    frames: (T, H, W, 3) or (T, H, W), uint8 or float in [0, 1]; any size.
+    """
+    return motion_energy_grey(grey_frames(frames))
+
+
+def motion_energy_grey(grey: np.ndarray) -> np.ndarray:
+    """Returns motion_energy of frames already made grey by `grey_frames` (shape (T,), [0] = 0)."""
+    if len(grey) == 0:
+        return np.zeros(0, dtype=np.float32)
+    diff = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))
+    return np.concatenate([[0.0], diff]).astype(np.float32)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    # A flat curve (silence, a still picture) correlates with nothing: 0, not NaN.
+    if den <= 1e-12 or not np.isfinite(den):
+        return 0.0
+    return float((x * y).sum() / den)
+
+
+def lag_correlations(onset: np.ndarray, motion: np.ndarray, *, max_lag: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (lags, correlations): Pearson correlation of onset[t] with motion[t - lag] for each lag.
+
+    Slot 0 is left out (motion[0] is 0 by definition). Lags run from -max_lag
+    to max_lag, clipped so that at least 3 slots overlap.
+    """
+    a = np.asarray(onset, dtype=np.float64)[1:]
+    m = np.asarray(motion, dtype=np.float64)[1:]
+    n = min(len(a), len(m))
+    a, m = a[:n], m[:n]
+    max_lag = max(0, min(int(max_lag), n - 3))
+    lags = np.arange(-max_lag, max_lag + 1)
+    corr = np.zeros(len(lags))
+    for j, lag in enumerate(lags):
+        if lag >= 0:
+            corr[j] = _pearson(a[lag:], m[: n - lag])
+        else:
+            corr[j] = _pearson(a[: n + lag], m[-lag:])
+    return lags, corr
+
+
+def av_sync(onset: np.ndarray, motion: np.ndarray, *, max_lag: int = 15) -> tuple[float, int]:
+    """Returns (peak correlation, lag in frames) of the onset envelope against motion energy.
+
+    lag > 0 means the motion leads the sound (a firework rises before it
+    bangs). Ties go to the smallest |lag|. A still picture or silence gives (0.0, 0).
+    """
+    lags, corr = lag_correlations(onset, motion, max_lag=max_lag)
+    if len(corr) == 0:
+        return 0.0, 0
+    best = float(corr.max())
+    ties = np.flatnonzero(corr >= best - 1e-9)
+    j = ties[np.argmin(np.abs(lags[ties]))]
+    return best, int(lags[j])
+
+
+def onset_peaks(onset: np.ndarray, *, delta: float = 0.07, spread: int = 3) -> np.ndarray:
+    """Returns the slots of the onset envelope's peaks (librosa-style peak picking).
+
+    The envelope is normalised to [0, 1]; a peak is a local maximum over +-1
+    slot that stands `delta` above the mean of the +-`spread` slots around it.
+    """
+    x = np.asarray(onset, dtype=np.float64)
+    if len(x) < 3 or x.max() - x.min() <= 1e-12:
+        return np.zeros(0, dtype=int)
+    x = (x - x.min()) / (x.max() - x.min())
+    padded = np.pad(x, 1, mode="constant", constant_values=-1.0)
+    local_max = (x >= padded[:-2]) & (x > padded[2:])
+    kernel = np.ones(2 * spread + 1) / (2 * spread + 1)
+    mean = np.convolve(np.pad(x, spread, mode="edge"), kernel, mode="valid")
+    return np.flatnonzero(local_max & (x >= mean + delta))
+
+
+def motion_peaks(motion: np.ndarray) -> np.ndarray:
+    """Returns the slots of motion's strict local maxima (as AV-Align does with optical flow)."""
+    m = np.asarray(motion, dtype=np.float64)
+    if len(m) < 3:
+        return np.zeros(0, dtype=int)
+    return np.flatnonzero((m[1:-1] > m[:-2]) & (m[1:-1] > m[2:])) + 1
+
+
+def av_align(onset: np.ndarray, motion: np.ndarray, *, tolerance: int = 1) -> float:
+    """Returns AV-Align (Yariv et al. 2023): IoU of sound onset peaks and motion peaks, 0..1.
+
+    An onset peak counts as matched when a motion peak lies within
+    `tolerance` frames of it; IoU = matched / (|onset peaks| + |motion peaks| - matched).
+    No peaks at all gives 0.0.
+    """
+    a = onset_peaks(onset)
+    v = motion_peaks(motion)
+    if len(a) + len(v) == 0:
+        return 0.0
+    matched = sum(1 for p in a if len(v) and np.abs(v - p).min() <= tolerance)
+    return float(matched / (len(a) + len(v) - matched))
