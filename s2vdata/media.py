@@ -1,0 +1,602 @@
+"""The only module that talks to FFmpeg (through PyAV): probe, decode on the presentation timeline, encode.
+
+Time alignment (DESIGN section 4): everything is placed on the source's
+presentation timeline (the clock ffprobe shows as pts_time). Slot k of the
+30 fps grid is the instant k/30 s; it shows the source frame on screen at
+that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
+44.1 kHz timeline, whose sample n sounds at n/44100 s.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import cv2
+import numpy as np
+import soundfile as sf
+
+from s2vdata.config import CLIP, ClipSpec
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".wmv"}
+
+# A source whose audio jumps ahead by more than this gets silence in the gap instead of being pulled forward.
+_AUDIO_GAP_S = 0.05
+_EPS = 1e-6
+
+
+class MediaError(Exception):
+    """A file that cannot be opened or decoded; `reason` is one line meant for a registry or rejects row."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def _reason(err: Exception) -> str:
+    """Returns a one-line reason for a PyAV/FFmpeg error."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.replace(",", ";")[:200]
+
+
+def _open(path: Path | str) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise MediaError(path, f"cannot open: {_reason(e)}") from e
+
+
+def _stream_start(stream) -> float | None:
+    if stream.start_time is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
+def probe(path: Path | str) -> dict:
+    """Returns the stream facts of a media file; raises MediaError if no decoder can open it.
+
+    Keys: duration_s, width, height (as displayed, rotation applied), fps,
+    audio_rate, audio_channels, has_video, has_audio, rotation, video_start_s,
+    audio_start_s, format.
+    """
+    with _open(path) as c:
+        v = c.streams.video[0] if c.streams.video else None
+        a = c.streams.audio[0] if c.streams.audio else None
+        info = {
+            "format": c.format.name,
+            "has_video": v is not None,
+            "has_audio": a is not None,
+            "duration_s": float(c.duration / av.time_base) if c.duration else None,
+            "width": None,
+            "height": None,
+            "fps": None,
+            "rotation": 0,
+            "audio_rate": None,
+            "audio_channels": None,
+            "video_start_s": None,
+            "audio_start_s": None,
+        }
+        if v is not None:
+            rot = 0
+            w, h = v.codec_context.width, v.codec_context.height
+            # the display matrix reaches frames, not always the stream: read it off the first frame
+            try:
+                for frame in c.decode(v):
+                    rot = _frame_rotation(frame)
+                    w, h = frame.width, frame.height
+                    break
+            except av.FFmpegError as e:
+                raise MediaError(path, f"cannot decode video: {_reason(e)}") from e
+            if rot in (90, 270):
+                w, h = h, w
+            rate = v.average_rate or v.guessed_rate or v.base_rate
+            info.update(width=w, height=h, rotation=rot, fps=float(rate) if rate else None, video_start_s=_stream_start(v))
+        if a is not None:
+            info.update(audio_rate=a.codec_context.sample_rate or a.rate, audio_channels=a.codec_context.channels,
+                        audio_start_s=_stream_start(a))
+        if v is None and a is None:
+            raise MediaError(path, "no video or audio stream")
+    return info
+
+
+def _frame_rotation(frame: av.VideoFrame) -> int:
+    """Returns how far a player turns this frame counterclockwise, in degrees (0, 90, 180, 270)."""
+    try:
+        rot = frame.rotation
+    except (AttributeError, ValueError):
+        rot = 0
+    return int(round((rot or 0) / 90.0)) * 90 % 360
+
+
+# ----------------------------------------------------------------------------- decode on the grid
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where a source's streams lie on its presentation timeline, in seconds."""
+
+    video_start: float
+    video_end: float
+    audio_start: float
+    audio_end: float
+
+    def first_slot(self, fps: int) -> int:
+        """Returns the first grid slot at which both streams are present."""
+        return math.ceil(max(self.video_start, self.audio_start) * fps - _EPS)
+
+    def end_slot(self, fps: int) -> int:
+        """Returns one past the last grid slot covered by both streams."""
+        return math.floor(min(self.video_end, self.audio_end) * fps + _EPS)
+
+
+def _square(img: np.ndarray, size: int) -> np.ndarray:
+    """Returns the centre square of an RGB image resized to size x size with an area filter."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    sq = img[y:y + s, x:x + s]
+    if s == size:
+        return np.ascontiguousarray(sq)
+    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def frame_to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """Returns the displayed picture of a decoded frame (rotation applied), centre square, size x size RGB."""
+    rot = _frame_rotation(frame)
+    w, h = frame.width, frame.height
+    short = min(w, h)
+    if short > 2 * size:
+        # scale in swscale first (colour conversion and area downscale in one pass), keep the aspect
+        sw, sh = max(size, round(w * size * 1.0 / short)), max(size, round(h * size * 1.0 / short))
+        img = frame.to_ndarray(format="rgb24", width=sw, height=sh, interpolation="AREA")
+    else:
+        img = frame.to_ndarray(format="rgb24")
+    if rot:
+        img = np.rot90(img, k=rot // 90)
+    return _square(img, size)
+
+
+class _VideoCursor:
+    """Walks a video stream in presentation order and answers: which frame is on screen at time t."""
+
+    def __init__(self, path: Path | str, *, size: int):
+        self.path = path
+        self.size = size
+        self.container = _open(path)
+        if not self.container.streams.video:
+            raise MediaError(path, "no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self._frames = self.container.decode(self.stream)
+        self.error: str | None = None
+        self._current: av.VideoFrame | None = None
+        self._current_t = -math.inf
+        self._current_img: np.ndarray | None = None
+        self._next: av.VideoFrame | None = None
+        self._next_t = math.inf
+        self.last_end = -math.inf
+        self._advance()
+        self.start = self._next_t
+
+    def _pull(self) -> av.VideoFrame | None:
+        while True:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                return None
+            except av.FFmpegError as e:
+                self.error = f"video decode error: {_reason(e)}"
+                log.warning("%s: %s", self.path, self.error)
+                return None
+            if frame.pts is None and frame.time is None:
+                continue
+            return frame
+
+    def _advance(self) -> None:
+        frame = self._pull()
+        if frame is None:
+            self._next, self._next_t = None, math.inf
+            return
+        t = float(frame.time)
+        dur = float(frame.duration * frame.time_base) if frame.duration else 0.0
+        if dur <= 0:
+            rate = self.stream.average_rate or self.stream.guessed_rate
+            dur = 1.0 / float(rate) if rate else 1.0 / 30
+        self.last_end = max(self.last_end, t + dur)
+        self._next, self._next_t = frame, t
+
+    def at(self, t: float) -> np.ndarray | None:
+        """Returns the displayed square frame on screen at time t (None past the end of the stream)."""
+        while self._next is not None and self._next_t <= t + _EPS:
+            self._current, self._current_t, self._current_img = self._next, self._next_t, None
+            self._advance()
+        if self._current is None:
+            return None
+        if self._next is None and t >= self.last_end - _EPS:
+            return None
+        if self._current_img is None:
+            self._current_img = frame_to_square(self._current, self.size)
+        return self._current_img
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class _AudioCursor:
+    """Walks an audio stream, resampled to mono at `rate`, on the absolute sample timeline n/rate."""
+
+    def __init__(self, path: Path | str, *, rate: int):
+        self.path = path
+        self.rate = rate
+        self.container = _open(path)
+        if not self.container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        self.stream = self.container.streams.audio[0]
+        self._frames = self.container.decode(self.stream)
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self.error: str | None = None
+        self._buf: list[np.ndarray] = []
+        self._buf_start = 0  # absolute sample index of the first buffered sample
+        self._buf_len = 0
+        self._next_n: int | None = None  # absolute index of the next sample the decoder will give
+        self._eof = False
+        self._fill_until(1)
+        self.start_n = self._buf_start
+
+    def _push(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self._buf.append(samples)
+            self._buf_len += samples.size
+            self._next_n += samples.size
+
+    def _decode_more(self) -> bool:
+        if self._eof:
+            return False
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            frame = None
+        except av.FFmpegError as e:
+            self.error = f"audio decode error: {_reason(e)}"
+            log.warning("%s: %s", self.path, self.error)
+            frame = None
+        if frame is None:
+            self._eof = True
+            if self._next_n is not None:
+                for out in self._resampler.resample(None):
+                    self._push(out.to_ndarray().reshape(-1))
+            return False
+        if frame.time is not None:
+            n = round(float(frame.time) * self.rate)
+            if self._next_n is None:
+                self._next_n = self._buf_start = n
+            elif n - self._next_n > _AUDIO_GAP_S * self.rate:
+                # a gap in the stream: silence, so that later sound stays at its own time
+                self._push(np.zeros(n - self._next_n, np.float32))
+        elif self._next_n is None:
+            self._next_n = self._buf_start = 0
+        for out in self._resampler.resample(frame):
+            self._push(out.to_ndarray().reshape(-1))
+        return True
+
+    def _fill_until(self, n_end: int) -> None:
+        while (self._next_n is None or self._next_n < n_end) and self._decode_more():
+            pass
+
+    @property
+    def end_n(self) -> int:
+        """Returns the absolute index one past the last sample (only final once the stream is exhausted)."""
+        return self._buf_start + self._buf_len
+
+    def read(self, n0: int, count: int) -> np.ndarray | None:
+        """Returns samples [n0, n0+count) of the absolute timeline (silence before the stream starts), None past the end."""
+        self._fill_until(n0 + count)
+        if n0 + count > self.end_n:
+            return None
+        # drop what lies before n0: the grid only moves forward
+        while self._buf and self._buf_start + self._buf[0].size <= n0:
+            self._buf_start += self._buf[0].size
+            self._buf_len -= self._buf[0].size
+            self._buf.pop(0)
+        data = np.concatenate(self._buf) if len(self._buf) > 1 else (self._buf[0] if self._buf else np.zeros(0, np.float32))
+        self._buf = [data] if data.size else []
+        out = np.zeros(count, np.float32)
+        lo = max(n0, self._buf_start)
+        if lo < n0 + count:
+            out[lo - n0:] = data[lo - self._buf_start:n0 + count - self._buf_start]
+        return out
+
+    def close(self) -> None:
+        self.container.close()
+
+
+@dataclass
+class Slot:
+    """One slot of the 30 fps grid: the frame on screen and the audio samples it owns."""
+
+    index: int  # slot k: time k/fps on the source's presentation timeline
+    frame: np.ndarray  # (size, size, 3) uint8 RGB
+    audio: np.ndarray  # (samples_per_frame,) float32 mono
+
+
+class GridReader:
+    """Decodes a source once, streaming, and yields it slot by slot on the clip grid.
+
+    Memory stays bounded by one decoded frame and a few audio packets,
+    whatever the length of the source: video and audio are read by two
+    cursors over the same file, so bad interleaving costs no buffering.
+    """
+
+    def __init__(self, path: Path | str, *, clip: ClipSpec = CLIP):
+        self.path = Path(path)
+        self.clip = clip
+        self.video = _VideoCursor(path, size=clip.size)
+        try:
+            self.audio = _AudioCursor(path, rate=clip.sample_rate)
+        except MediaError:
+            self.video.close()
+            raise
+        if self.video.start == math.inf:
+            self.close()
+            raise MediaError(path, self.video.error or "video stream has no decodable frame")
+        if self.audio._next_n is None:
+            self.close()
+            raise MediaError(path, self.audio.error or "audio stream has no decodable sample")
+
+    @property
+    def first_slot(self) -> int:
+        """Returns the first slot at which both streams are present."""
+        start = max(self.video.start, self.audio.start_n / self.clip.sample_rate)
+        return math.ceil(start * self.clip.fps - _EPS)
+
+    @property
+    def error(self) -> str | None:
+        """Returns the first decode error met so far, if any."""
+        return self.video.error or self.audio.error
+
+    def slots(self) -> Iterator[Slot]:
+        """Yields slots from first_slot until either stream ends."""
+        spf = self.clip.samples_per_frame
+        k = self.first_slot
+        while True:
+            frame = self.video.at(k / self.clip.fps)
+            if frame is None:
+                return
+            audio = self.audio.read(k * spf, spf)
+            if audio is None:
+                return
+            yield Slot(k, frame, audio)
+            k += 1
+
+    def close(self) -> None:
+        self.video.close()
+        self.audio.close()
+
+    def __enter__(self) -> "GridReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- encode
+
+
+def _video_stream(container, *, codec: str, fps: float, width: int, height: int, crf: int, threads: int):
+    rate = Fraction(fps).limit_denominator(1001)
+    stream = container.add_stream(codec, rate=rate)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    if codec == "libx264":
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+    elif codec in ("libvpx", "libvpx-vp9"):
+        stream.options = {"crf": str(max(crf, 4)), "b": "0"}
+    else:
+        stream.bit_rate = 4_000_000
+    if threads:
+        stream.codec_context.thread_count = threads
+    return stream
+
+
+def _to_float_audio(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio)
+    if a.dtype == np.int16:
+        a = a.astype(np.float32) / 32768.0
+    a = a.astype(np.float32, copy=False)
+    return a.reshape(-1, 1) if a.ndim == 1 else a
+
+
+def write_video(
+    path: Path | str,
+    frames: Iterable[np.ndarray],
+    audio: np.ndarray | None = None,
+    *,
+    fps: float,
+    sample_rate: int = 44_100,
+    crf: int = 18,
+    vcodec: str | None = None,
+    acodec: str | None = None,
+    frame_times: Iterable[float] | None = None,
+    video_start_s: float = 0.0,
+    audio_start_s: float = 0.0,
+    rotation: int = 0,
+    threads: int = 0,
+) -> Path:
+    """Returns `path` after writing a video file (container from the extension) with an optional sound track.
+
+    frames: (H, W, 3) uint8 RGB; audio: (n,) or (n, channels) float32 in [-1, 1]
+    (or int16). frame_times gives each frame's presentation time (variable frame
+    rate); otherwise frame i is at video_start_s + i/fps. rotation (degrees
+    counterclockwise) is written as display-matrix metadata, as phones do.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    vcodec = vcodec or {".webm": "libvpx"}.get(ext, "libx264")
+    acodec = acodec or {".webm": "libopus", ".mkv": "aac"}.get(ext, "aac")
+    options = {"movflags": "+faststart"} if ext in (".mp4", ".mov", ".m4v") else {}
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    tmp = path.with_name(f".{path.name}.partial{ext}")
+    container = av.open(str(tmp), "w", options=options)
+    try:
+        vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], crf=crf, threads=threads)
+        time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else Fraction(Fraction(fps).limit_denominator(1001).denominator, Fraction(fps).limit_denominator(1001).numerator)
+        vs.time_base = time_base
+        vs.codec_context.time_base = time_base
+        if rotation:
+            vs.set_display_rotation(rotation)
+        as_ = None
+        if audio is not None:
+            a = _to_float_audio(audio)
+            layout = "mono" if a.shape[1] == 1 else ("stereo" if a.shape[1] == 2 else "5.1" if a.shape[1] == 6 else None)
+            if layout is None:
+                raise ValueError(f"{path}: cannot write {a.shape[1]} audio channels")
+            as_ = container.add_stream(acodec, rate=sample_rate if acodec != "libopus" else 48_000, layout=layout)
+        times = iter(frame_times) if frame_times is not None else None
+
+        def vframes():
+            yield first
+            yield from it
+
+        for i, img in enumerate(vframes()):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            t = next(times) if times is not None else video_start_s + i / fps
+            frame.pts = round(t / time_base)
+            frame.time_base = time_base
+            for packet in vs.encode(frame):
+                container.mux(packet)
+        for packet in vs.encode(None):
+            container.mux(packet)
+        if as_ is not None:
+            a = _to_float_audio(audio)
+            if as_.rate != sample_rate:
+                a = _resample_array(a, sample_rate, as_.rate)
+            _encode_audio(container, as_, a, start_s=audio_start_s)
+        container.close()
+    except BaseException:
+        container.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path
+
+
+def _resample_array(a: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Returns (n, ch) float32 audio resampled from src to dst Hz through FFmpeg's resampler."""
+    layout = {1: "mono", 2: "stereo"}.get(a.shape[1], "5.1")
+    res = av.AudioResampler(format="fltp", layout=layout, rate=dst)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(a.T), format="fltp", layout=layout)
+    frame.sample_rate = src
+    out = [f.to_ndarray() for f in res.resample(frame)] + [f.to_ndarray() for f in res.resample(None)]
+    return np.concatenate(out, axis=1).T.astype(np.float32)
+
+
+def _encode_audio(container, stream, a: np.ndarray, *, start_s: float) -> None:
+    layout = stream.layout.name
+    fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
+    frame_size = stream.codec_context.frame_size or 1024
+    rate = stream.rate
+    pts0 = round(start_s * rate)
+    planar = fmt.endswith("p")
+    for i in range(0, len(a), frame_size):
+        chunk = a[i:i + frame_size]
+        if len(chunk) < frame_size and stream.codec_context.frame_size:
+            chunk = np.concatenate([chunk, np.zeros((frame_size - len(chunk), a.shape[1]), np.float32)])
+        data = chunk.T if planar else chunk.reshape(1, -1)
+        if fmt.startswith("s16"):
+            data = np.clip(data * 32768, -32768, 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
+        frame.sample_rate = rate
+        frame.pts = pts0 + i
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def audio_to_int16(audio: np.ndarray) -> np.ndarray:
+    """Returns float audio in [-1, 1] as int16, rounded and clipped."""
+    return np.clip(np.round(np.asarray(audio, np.float64) * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP) -> tuple[bytes, bytes]:
+    """Returns the (mp4, flac) bytes of one clip in the clip contract.
+
+    The same arrays give the same bytes on any machine with the same library
+    versions: x264 runs on one thread and the muxer in bitexact mode.
+    """
+    frames = np.asarray(frames)
+    if frames.shape != (clip.frames, clip.size, clip.size, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}")
+    if np.shape(audio) != (clip.samples,):
+        raise ValueError(f"clip audio must be ({clip.samples},), got {np.shape(audio)}")
+    with tempfile.TemporaryDirectory(prefix="s2v-clip-") as tmp:
+        out = Path(tmp) / "clip.mp4"
+        container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
+        try:
+            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.crf, threads=1)
+            vs.codec_context.flags |= av.codec.context.Flags.bitexact
+            vs.time_base = Fraction(1, clip.fps)
+            for i, img in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts = i
+                for packet in vs.encode(frame):
+                    container.mux(packet)
+            for packet in vs.encode(None):
+                container.mux(packet)
+        finally:
+            container.close()
+        mp4 = out.read_bytes()
+    buf = io.BytesIO()
+    sf.write(buf, audio_to_int16(audio), clip.sample_rate, format="FLAC", subtype="PCM_16")
+    return mp4, buf.getvalue()
+
+
+def decode_clip_video(mp4: bytes) -> np.ndarray:
+    """Returns the frames of an encoded video (bytes) as (N, H, W, 3) uint8 RGB."""
+    try:
+        with av.open(io.BytesIO(mp4)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    except (av.FFmpegError, ValueError) as e:
+        raise MediaError("<clip mp4>", f"cannot decode: {_reason(e)}") from e
+
+
+def decode_clip_audio(flac: bytes) -> tuple[np.ndarray, int]:
+    """Returns (samples float32 mono in [-1, 1], rate) of an encoded FLAC clip."""
+    try:
+        data, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise MediaError("<clip flac>", f"cannot decode: {e}") from e
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], rate
+
+
+def load_audio(path: Path | str, *, sample_rate: int = 44_100) -> np.ndarray:
+    """Returns the whole first audio stream of any media file, resampled to mono float32 at `sample_rate`."""
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise MediaError(path, "no audio stream: give a sound file (WAV, FLAC, OGG, MP3, M4A) or a video with sound")
+        res = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        try:
+            for frame in c.decode(c.streams.audio[0]):
+                chunks += [f.to_ndarray().reshape(-1) for f in res.resample(frame)]
+        except av.FFmpegError as e:
+            raise MediaError(path, f"cannot decode audio: {_reason(e)}") from e
+        chunks += [f.to_ndarray().reshape(-1) for f in res.resample(None)]
+    if not chunks:
+        raise MediaError(path, "audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32)
