@@ -1,0 +1,73 @@
+"""Checkpoints: plain dicts of state dicts, settings as plain values, RNG states as tensors.
+
+Layout (DESIGN section 8), every value loadable with torch.load(..., weights_only=True):
+    step            int, optimisation steps completed
+    config          the run's Config as nested plain dicts
+    generator       S2VGenerator state dict (SE + G)
+    generator_ema   EMA of the generator weights (only when train.ema > 0)
+    d_image, d_video, opt_g, opt_d   state dicts
+    rng             {"torch": ByteTensor, "train": ByteTensor, "cuda": [ByteTensor, ...]}
+    data            int64 tensor (ranks, 2 + workers): each rank's data position
+    format          int, layout version
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s2vmodel.config import Config, ModelConfig, config_from_dict
+from s2vmodel.model import S2VGenerator
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or not an s2v checkpoint."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Return path after writing state there atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({**state, "format": FORMAT}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Return the checkpoint dict at path, loaded with weights_only=True (no code can run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train first, or pass the path of a .pt file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not an s2v checkpoint (no generator/config entries)")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any]) -> Config:
+    """Return the run Config stored in a checkpoint dict."""
+    return config_from_dict(state["config"])
+
+
+def load_generator(path: Path, *, map_location: str | torch.device = "cpu") -> tuple[S2VGenerator, ModelConfig]:
+    """Return (generator in eval mode, its ModelConfig) from a checkpoint; EMA weights when present."""
+    state = load_checkpoint(path, map_location=map_location)
+    config = checkpoint_config(state).model
+    model = S2VGenerator(config)
+    weights = state.get("generator_ema") or state["generator"]
+    model.load_state_dict(weights)
+    model.to(map_location)
+    model.eval()
+    return model, config

@@ -1,0 +1,50 @@
+"""S2VGenerator: the sound encoder SE and the U-Net G together, the part that generates.
+
+`forward(image, spec)` is the whole generator: image (B,3,64,64) in [-1,1] and the
+(B,T,F) slot spectrogram of `audio.slot_spectrogram` -> video (B,T,3,64,64) in [-1,1].
+The BLSTM reads the whole sound, so any T works (a long sound at generate time).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from s2vmodel.config import ModelConfig
+from s2vmodel.nets import ImageDiscriminator, SoundEncoder, UNetGenerator, VideoDiscriminator
+
+
+class S2VGenerator(nn.Module):
+    """SE + G: one image and a sound -> one frame per sound slot."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sound_encoder = SoundEncoder(bins=config.spec_bins, hidden=config.se_hidden, layers=config.se_layers)
+        self.generator = UNetGenerator(
+            feat_dim=config.feat_dim,
+            ngf=config.ngf,
+            depth=config.g_depth,
+            norm=config.g_norm,
+            sound_levels=config.sound_levels,
+            residual=config.residual,
+        )
+
+    def encode_sound(self, spec: torch.Tensor) -> torch.Tensor:
+        """Return (B, T, D) BLSTM features of a (B, T, F) spectrogram (zero initial states)."""
+        return self.sound_encoder(spec)
+
+    def generate_frames(self, image: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """Return (B, T, 3, H, W) frames in [-1, 1] for image (B, 3, H, W) and feats (B, T, D)."""
+        return self.generator(image, feats)
+
+    def forward(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        """Return the (B, T, 3, H, W) video in [-1, 1] for image (B, 3, H, W) and spec (B, T, F)."""
+        return self.generate_frames(image, self.encode_sound(spec))
+
+
+def build_discriminators(config: ModelConfig) -> tuple[ImageDiscriminator, VideoDiscriminator]:
+    """Return (D_I, D_V) for config."""
+    d_image = ImageDiscriminator(ndf=config.ndf, norm=config.d_norm)
+    d_video = VideoDiscriminator(ndf=config.ndf, norm=config.d_norm)
+    return d_image, d_video
