@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import yt_dlp
 from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError, download_range_func, parse_bytes
 
@@ -391,6 +392,11 @@ def _download_once(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Ca
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    # yt-dlp checks for ffmpeg before a partial (sections) download without reading `ffmpeg_location`,
+    # only this context variable (what its own --ffmpeg-location sets); threads start with it unset
+    location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
+    if location is not None:
+        location.set(ffmpeg_location())
     params = _ydl_params(job, work=work, options=options, on_bytes=on_bytes)
     with yt_dlp.YoutubeDL(params) as ydl:
         info = ydl.extract_info(job.url, download=False, process=False)
@@ -448,7 +454,8 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: st
                     job.source_id, scheme, job.url)
         return _row(job, status="failed", reason="refused scheme", added_at=added_at)
 
-    work = data_dir / _TMP / job.source_id
+    # absolute: yt-dlp joins a relative output path onto its "home" path once more
+    work = (data_dir / _TMP / job.source_id).resolve()
     try:
         for attempt in range(options.retries + 1):
             try:

@@ -1,0 +1,73 @@
+"""data/sources.csv: the registry of sources, one row per source, rewritten atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+from s2vdata.atomic import locked, write_text
+
+COLUMNS = [
+    "source_id", "target", "origin", "path", "sha256", "status", "reason",
+    "duration_s", "width", "height", "fps", "audio_rate", "added_at",
+    "title", "uploader", "license", "webpage_url",
+]
+
+
+def now_iso() -> str:
+    """Returns the current UTC time as an ISO 8601 string (seconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Registry:
+    """The sources of one data folder. Reads are cheap; `upsert` rewrites the file once per batch."""
+
+    def __init__(self, data_dir: Path | str):
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / "sources.csv"
+        self.lock_path = self.data_dir / ".sources.lock"
+
+    def rows(self) -> list[dict]:
+        """Returns every row, in registry order (the order sources were added)."""
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="", encoding="utf-8") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+
+    def get(self, source_id: str) -> dict | None:
+        """Returns the row of `source_id`, or None."""
+        return next((r for r in self.rows() if r["source_id"] == source_id), None)
+
+    def upsert(self, rows: list[dict]) -> None:
+        """Adds new rows and updates existing ones (matched by source_id), keeping the order; one atomic rewrite."""
+        if not rows:
+            return
+        with locked(self.lock_path):
+            current = self.rows()
+            index = {r["source_id"]: i for i, r in enumerate(current)}
+            extra = [c for r in current for c in r if c not in COLUMNS]
+            for row in rows:
+                sid = row["source_id"]
+                if sid in index:
+                    current[index[sid]].update({k: v for k, v in row.items()})
+                else:
+                    index[sid] = len(current)
+                    current.append(dict(row))
+                extra += [c for c in row if c not in COLUMNS and c not in extra]
+            columns = COLUMNS + list(dict.fromkeys(extra))
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            for r in current:
+                writer.writerow({c: _cell(r.get(c)) for c in columns})
+            write_text(self.path, buf.getvalue())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

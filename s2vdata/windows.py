@@ -1,0 +1,56 @@
+"""Plan and select the 4-second windows of a source (pure functions)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from s2vdata.checks import CheckResult, decide
+from s2vdata.config import BuildSettings
+from s2vdata.targets import Target
+
+
+def stride_slots(settings: BuildSettings) -> int:
+    """Returns the window stride in grid slots; raises ValueError if it is not a positive multiple of 1/fps."""
+    fps = settings.clip.fps
+    slots = round(settings.stride_s * fps)
+    if slots <= 0 or abs(slots - settings.stride_s * fps) > 1e-6:
+        raise ValueError(f"--stride {settings.stride_s} must be a positive multiple of 1/{fps} s")
+    return slots
+
+
+def window_starts(first_slot: int, end_slot: int, *, stride: int, length: int) -> list[int]:
+    """Returns the start slots of the windows of `length` slots that fit in [first_slot, end_slot)."""
+    return list(range(first_slot, end_slot - length + 1, stride))
+
+
+def seeded_rng(seed: int, key: str) -> np.random.Generator:
+    """Returns a generator seeded by (seed, key): the same for the same source, whatever ran before."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def judge(windows: list[dict], target: Target) -> list[list[CheckResult]]:
+    """Returns, per measured window, the checks it failed (empty list: it passes)."""
+    return [[r for r in decide(w["scores"], target) if not r.passed] for w in windows]
+
+
+def select(windows: list[dict], failures: list[list[CheckResult]], *, source_id: str, settings: BuildSettings) -> list[int]:
+    """Returns the indices of the windows kept: all that pass, or a seeded random K of them."""
+    passing = [i for i, f in enumerate(failures) if not f]
+    k = settings.max_clips_per_source
+    if k and len(passing) > k:
+        rng = seeded_rng(settings.seed, source_id)
+        passing = sorted(rng.choice(passing, size=k, replace=False).tolist())
+    return passing
+
+
+def split_of(group_id: str, shares: tuple[float, float, float]) -> str:
+    """Returns train, val or test for a source group, from a hash of its id (stable as the dataset grows)."""
+    u = int(hashlib.sha256(group_id.encode()).hexdigest()[:12], 16) / float(1 << 48)
+    if u < shares[0]:
+        return "train"
+    if u < shares[0] + shares[1]:
+        return "val"
+    return "test"
