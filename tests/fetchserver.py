@@ -9,9 +9,12 @@ Routes (GET; HEAD answers the same headers without a body):
 - ``/hang.mp4``: accepts the connection, reads the request and never answers
 - ``/truncated.mp4``: announces the full length of a registered file, sends a third of it, closes
 - ``/page.html``: an HTML page with no video in it
-- ``/slow/<name>``: the file, trickled in small pieces with pauses (for the kill -9 test)
 
-``hits[path]`` counts requests per path, so a test can tell whether a re-run asked for a file again.
+``hits[path]`` counts requests per path, so a test can tell whether a re-run asked for a file again;
+``cookies`` keeps every Cookie header received. Setting ``slow = True`` trickles files in small
+pieces with pauses (for the kill -9 test). A request
+whose target is an absolute URL (what a client sends to a proxy) is answered from its path and counted
+in ``proxied``, so the same class serves as a loopback proxy.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class FetchServer:
     def __init__(self, *, slow_chunk: int = 4096, slow_pause_s: float = 0.05) -> None:
         self.files: dict[str, bytes] = {}
         self.hits: collections.Counter = collections.Counter()
+        self.proxied: collections.Counter = collections.Counter()
+        self.cookies: list[str] = []
+        self.slow = False
         self.slow_chunk = slow_chunk
         self.slow_pause_s = slow_pause_s
         self._failed_once: set[str] = set()
@@ -55,7 +61,7 @@ class FetchServer:
         return self.base + path
 
     def add_file(self, name: str, data: bytes) -> None:
-        """Serve ``data`` under /v/<name>, /once/<name> and /slow/<name>."""
+        """Serve ``data`` under /v/<name> and /once/<name>."""
         self.files[name] = data
 
     def __enter__(self) -> FetchServer:
@@ -85,8 +91,13 @@ class FetchServer:
 
             def _serve(self, *, body: bool) -> None:
                 path = self.path.split("?", 1)[0]
+                proxied = path.startswith(("http://", "https://"))
+                if proxied:
+                    path = "/" + path.split("://", 1)[1].partition("/")[2]
                 with server._lock:
-                    server.hits[path] += 1
+                    (server.proxied if proxied else server.hits)[path] += 1
+                    if self.headers.get("Cookie"):
+                        server.cookies.append(self.headers["Cookie"])
                 if path == "/missing.mp4":
                     return self._status(404)
                 if path == "/error.mp4":
@@ -110,7 +121,7 @@ class FetchServer:
                     return None
                 kind, _, name = path.lstrip("/").partition("/")
                 data = server.files.get(name)
-                if data is None or kind not in ("v", "once", "slow"):
+                if data is None or kind not in ("v", "once"):
                     return self._status(404)
                 if kind == "once":
                     with server._lock:
@@ -118,7 +129,7 @@ class FetchServer:
                         server._failed_once.add(path)
                     if first:
                         return self._status(503)
-                return self._bytes(data, content_type="video/mp4", body=body, slow=kind == "slow")
+                return self._bytes(data, content_type="video/mp4", body=body, slow=server.slow)
 
             def _status(self, code: int) -> None:
                 message = f"status {code}\n".encode()

@@ -1,0 +1,304 @@
+"""`s2vdata fetch` against a loopback HTTP server: every outcome recorded, resumable, bounded in time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fetchserver import FetchServer
+from s2vdata.fetch import FetchOptions, classify, fetch_urls, read_urls, source_id_for
+from s2vdata.media import probe, write_video
+from s2vdata.registry import Registry
+
+# short timeouts and pauses: a test never waits out the 30 s default
+FAST = dict(target="hand", socket_timeout=1.0, retries=1, backoff_s=0.05, jobs=4)
+
+
+def _video(path: Path, *, seconds: float, size: int = 64, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    n = round(seconds * 30)
+    # noise frames compress badly: the file is big enough to be caught mid-download
+    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    audio = (0.1 * rng.standard_normal(round(seconds * 44100))).astype(np.float32)
+    write_video(path, frames, audio, fps=30)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("media")
+    return {
+        "good.mp4": _video(folder / "good.mp4", seconds=1.0),
+        "other.mp4": _video(folder / "other.mp4", seconds=2.0, seed=1),
+    }
+
+
+@pytest.fixture
+def server(media):
+    with FetchServer() as s:
+        for name, data in media.items():
+            s.add_file(name, data)
+        yield s
+
+
+def _write_urls(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _rows_by_origin(data: Path) -> dict[str, dict]:
+    return {r["origin"]: r for r in Registry(data).rows()}
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.exists() else {}
+
+
+def test_read_urls_targets_sections_comments(tmp_path):
+    urls = _write_urls(tmp_path / "urls.txt", [
+        "# a comment line",
+        "https://example.org/a.mp4",
+        "https://example.org/b.mp4   sea   # trailing comment",
+        "https://example.org/c.mp4#t=5 fireworks 10-25,1:40-1:55.5",
+        "https://example.org/d.mp4 3-4",
+        "",
+    ])
+    assert read_urls(urls, default_target="hand") == [
+        ("https://example.org/a.mp4", "hand", None),
+        ("https://example.org/b.mp4", "sea", None),
+        ("https://example.org/c.mp4#t=5", "fireworks", [(10.0, 25.0), (100.0, 115.5)]),
+        ("https://example.org/d.mp4", "hand", [(3.0, 4.0)]),
+    ]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("https://example.org/a.mp4 hand 10-25 extra", "unexpected 'extra'"),
+    ("https://example.org/a.mp4 hand 30-20", "ends before it starts"),
+])
+def test_read_urls_rejects_bad_lines_naming_the_line(tmp_path, line, message):
+    urls = _write_urls(tmp_path / "urls.txt", ["https://example.org/ok.mp4", line])
+    with pytest.raises(ValueError, match=rf"urls\.txt:2: .*{message}"):
+        read_urls(urls, default_target=None)
+
+
+def test_source_id_from_video_id_or_url_hash():
+    watch = source_id_for("https://www.youtube.com/watch?v=dQw4w9WgXcQ")
+    assert watch == "youtube-dQw4w9WgXcQ"
+    assert source_id_for("https://youtu.be/dQw4w9WgXcQ") == watch
+    direct = source_id_for("http://127.0.0.1:8000/v/clip.mp4")
+    assert direct.startswith("url-") and "." not in direct
+    assert source_id_for("http://127.0.0.1:8000/v/clip.mp4#t=3") == direct
+    assert source_id_for("http://127.0.0.1:8000/v/clip2.mp4") != direct
+
+
+def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, server, media):
+    data = tmp_path / "data"
+    local = tmp_path / "local.mp4"
+    local.write_bytes(media["good.mp4"])
+    good, flaky = server.url("/v/good.mp4"), server.url("/once/other.mp4")
+    urls = _write_urls(tmp_path / "urls.txt", [
+        good,
+        flaky + " sea",
+        good + "   # the same URL again",
+        server.url("/missing.mp4"),
+        server.url("/error.mp4"),
+        server.url("/hang.mp4"),
+        server.url("/truncated.mp4"),
+        server.url("/page.html"),
+        local.as_uri(),
+        "http://127.0.0.1:1/refused.mp4",
+    ])
+    options = FetchOptions(**FAST)
+    events = []
+    report = fetch_urls(urls, data_dir=data, options=options, progress=events.append)
+
+    rows = _rows_by_origin(data)
+    assert len(rows) == 9  # the duplicate line gives no second row
+    assert (report.ok, report.failed, report.skipped) == (2, 7, 0)
+    assert {origin: r["reason"] for origin, r in rows.items() if r["status"] == "failed"} == {
+        server.url("/missing.mp4"): "http 404",
+        server.url("/error.mp4"): "http 500",
+        server.url("/hang.mp4"): "timeout",
+        server.url("/truncated.mp4"): "truncated",
+        server.url("/page.html"): "no video found",
+        local.as_uri(): "refused scheme",
+        "http://127.0.0.1:1/refused.mp4": "connection refused",
+    }
+    assert sum(report.reasons.values()) == 7
+
+    for url, name, target in [(good, "good.mp4", "hand"), (flaky, "other.mp4", "sea")]:
+        row = rows[url]
+        assert row["status"] == "ok" and row["target"] == target
+        landed = data / row["path"]
+        assert landed.parent == data / "sources" and landed.name.startswith(row["source_id"])
+        assert landed.read_bytes() == media[name]
+        assert row["sha256"] == hashlib.sha256(media[name]).hexdigest()
+        assert row["webpage_url"] == url and row["title"] == Path(name).stem
+        facts = probe(landed)
+        assert (int(row["width"]), int(row["height"]), float(row["fps"]), int(row["audio_rate"])) == (
+            facts["width"], facts["height"], facts["fps"], facts["audio_rate"])
+        assert abs(float(row["duration_s"]) - facts["duration_s"]) < 1e-3
+    # only complete files reach data/sources/, and the temporary folder is cleaned up
+    assert sorted(p.name for p in (data / "sources").iterdir()) == sorted(
+        Path(rows[u]["path"]).name for u in (good, flaky))
+    assert not (data / "tmp").exists()
+
+    # transient errors are retried (once here), permanent ones are not
+    assert server.hits["/once/other.mp4"] == 3  # 503, then the page and the file
+    assert server.hits["/error.mp4"] == 2
+    assert server.hits["/hang.mp4"] == 2
+    assert server.hits["/missing.mp4"] == 1
+    assert server.hits["/page.html"] == 1
+
+    assert events[0]["event"] == "start" and events[0]["total"] == 9
+    finished = [e for e in events if e["event"] == "url"]
+    assert [e["done"] for e in finished] == list(range(1, 10))
+    assert events[-1]["bytes"] >= len(media["good.mp4"]) + len(media["other.mp4"])
+
+    # a second run: ok rows untouched, failed ones tried again and failing the same way -> nothing rewritten
+    files, registry = _mtimes(data / "sources"), (data / "sources.csv").stat().st_mtime_ns
+    hits = dict(server.hits)
+    again = fetch_urls(urls, data_dir=data, options=options)
+    assert (again.ok, again.failed, again.skipped) == (0, 7, 2)
+    assert _mtimes(data / "sources") == files
+    assert (data / "sources.csv").stat().st_mtime_ns == registry
+    assert server.hits["/v/good.mp4"] == hits["/v/good.mp4"]
+    assert server.hits["/missing.mp4"] == hits["/missing.mp4"] + 1
+
+    # without retry_failed nothing is asked of the server at all
+    hits = dict(server.hits)
+    quiet = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST, retry_failed=False))
+    assert (quiet.ok, quiet.failed, quiet.skipped) == (0, 0, 9)
+    assert dict(server.hits) == hits
+
+
+def test_failed_url_is_retried_and_new_lines_picked_up(tmp_path, server):
+    data = tmp_path / "data"
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/late.mp4")])
+    first = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST))
+    assert first.reasons == {"http 404": 1}
+
+    server.add_file("late.mp4", server.files["good.mp4"])
+    _write_urls(urls, [server.url("/v/late.mp4"), server.url("/v/other.mp4")])
+    second = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST))
+    assert (second.ok, second.failed) == (2, 0)
+    rows = Registry(data).rows()
+    assert [r["status"] for r in rows] == ["ok", "ok"]  # the failed row became ok: still one row per URL
+    assert rows[0]["added_at"] == first.rows[0]["added_at"]
+
+
+def test_refused_scheme_unless_local_urls_allowed(tmp_path, media):
+    local = tmp_path / "local.mp4"
+    local.write_bytes(media["good.mp4"])
+    urls = _write_urls(tmp_path / "urls.txt", [local.as_uri(), "ftp://127.0.0.1/x.mp4"])
+    refused = fetch_urls(urls, data_dir=tmp_path / "a", options=FetchOptions(**FAST))
+    assert refused.reasons == {"refused scheme": 2}
+
+    allowed = fetch_urls(urls, data_dir=tmp_path / "b", options=FetchOptions(**FAST, allow_local_urls=True))
+    assert allowed.ok == 1 and allowed.reasons == {"refused scheme": 1}
+    row = next(r for r in allowed.rows if r["status"] == "ok")
+    assert (tmp_path / "b" / row["path"]).read_bytes() == media["good.mp4"]
+
+
+def test_sections_download_only_the_time_range(tmp_path, server):
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/other.mp4") + " hand 0.5-1.5"])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    assert report.ok == 1
+    row = report.rows[0]
+    assert row["source_id"].endswith("-s0p5-1p5") and row["origin"].endswith("#t=0.5,1.5")
+    duration = probe(tmp_path / "data" / row["path"])["duration_s"]
+    assert 0.9 <= duration <= 1.3  # of a 2 s source
+
+    whole = fetch_urls(urls, data_dir=tmp_path / "whole", options=FetchOptions(**FAST, sections=False))
+    assert probe(tmp_path / "whole" / whole.rows[0]["path"])["duration_s"] > 1.9
+
+
+def test_cookies_are_sent_and_the_users_file_is_left_alone(tmp_path, server):
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret42\n")
+    before = cookies.read_bytes(), cookies.stat().st_mtime_ns
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4")])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST, cookies=cookies))
+    assert report.ok == 1
+    assert server.cookies and all("session=secret42" in c for c in server.cookies)
+    assert (cookies.read_bytes(), cookies.stat().st_mtime_ns) == before
+
+
+def test_proxy_carries_every_request(tmp_path, server, media):
+    with FetchServer() as proxy:
+        for name, data in media.items():
+            proxy.add_file(name, data)
+        urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4")])
+        report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST, proxy=proxy.base))
+        assert report.ok == 1
+        assert proxy.proxied["/v/good.mp4"] >= 1
+        assert server.hits["/v/good.mp4"] == 0
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    urls = _write_urls(tmp_path / "urls.txt", ["https://example.org/a.mp4"])
+    with pytest.raises(ValueError, match="rate limit"):
+        fetch_urls(urls, data_dir=tmp_path, options=FetchOptions(rate_limit="fast"))
+    with pytest.raises(ValueError, match="cookies file"):
+        fetch_urls(urls, data_dir=tmp_path, options=FetchOptions(cookies=tmp_path / "none.txt"))
+
+
+def test_classify_messages():
+    from yt_dlp.utils import DownloadError
+
+    assert classify(DownloadError("ERROR: [youtube] x: Sign in to confirm your age")) == ("sign-in required", False)
+    assert classify(DownloadError("ERROR: [youtube] x: HTTP Error 429: Too Many Requests")) == ("http 429", True)
+    assert classify(DownloadError("ERROR: something new\nmore")) == ("error: something new more", False)
+
+
+KILLED_FETCH = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from s2vdata.fetch import FetchOptions, fetch_urls
+    fetch_urls(Path(sys.argv[1]), data_dir=Path(sys.argv[2]),
+               options=FetchOptions(target="hand", socket_timeout=5, retries=0))
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_download_leaves_no_ok_row_and_a_rerun_completes(tmp_path, server, media):
+    data = tmp_path / "data"
+    url = server.url("/v/other.mp4")
+    urls = _write_urls(tmp_path / "urls.txt", [url])
+    server.slow = True  # a few KiB every 50 ms: the file takes seconds to arrive
+    server.slow_chunk = 2048
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_FETCH, str(urls), str(data)])
+    try:
+        partial = None
+        for _ in range(600):  # wait, up to 60 s, for the download to be under way
+            parts = [p for p in (data / "tmp").rglob("*") if p.is_file() and p.stat().st_size > 0] \
+                if (data / "tmp").exists() else []
+            if parts:
+                partial = parts[0]
+                break
+            assert proc.poll() is None, "fetch ended before it could be killed"
+            time.sleep(0.1)
+        assert partial is not None
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert partial.stat().st_size < len(media["other.mp4"])
+    assert not any(r["status"] == "ok" for r in Registry(data).rows())
+    assert not (data / "sources").exists() or not any((data / "sources").iterdir())
+
+    server.slow = False
+    report = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST))
+    assert report.ok == 1
+    row = Registry(data).get(report.rows[0]["source_id"])
+    assert row["status"] == "ok" and (data / row["path"]).read_bytes() == media["other.mp4"]
+    assert not (data / "tmp").exists()
