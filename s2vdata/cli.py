@@ -1,0 +1,269 @@
+"""The `s2vdata` command: parse, call one library function, print, set the exit code."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from s2vdata.config import BuildSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Turn videos whose sound is caused by motion into 4-second training clips.")
+console = Console(stderr=True)
+
+DataOpt = typer.Option(Path("data"), "--data", help="data folder (sources, shards, work files)")
+ManifestsOpt = typer.Option(Path("manifests"), "--manifests", help="manifests folder")
+TargetsOpt = typer.Option(None, "--targets", help="TOML file of user target presets", exists=True, dir_okay=False)
+
+
+def _target(name: str, targets_file: Optional[Path]):
+    from s2vdata.targets import get_target
+
+    try:
+        return get_target(name, targets_file)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log details")) -> None:
+    """s2vdata: fetch or ingest sources, check them, cut clips, write shards and a manifest."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="files, or folders searched for video files"),
+    target: str = typer.Option(..., "--target", "-t", help="target preset the sources belong to"),
+    data: Path = DataOpt,
+    targets_file: Optional[Path] = TargetsOpt,
+) -> None:
+    """Register local files (copied into data/sources/ under a content-derived id)."""
+    from s2vdata.ingest import expand_paths, register_files
+
+    _target(target, targets_file)
+    try:
+        files = expand_paths(paths)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    with _progress() as progress:
+        task = progress.add_task("ingest", total=len(files), info="")
+        rep = register_files(files, target=target, data_dir=data,
+                             on_file=lambda p, row: progress.update(task, advance=1, info=p.name[:40]))
+    table = Table(title=f"ingest into {data}/sources.csv")
+    for col in ("added", "already there", "failed"):
+        table.add_column(col, justify="right")
+    table.add_row(str(rep.added), str(rep.existing), str(rep.failed))
+    console.print(table)
+    for reason, n in rep.reasons.most_common():
+        console.print(f"  failed x{n}: {reason}")
+    if rep.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    target: str = typer.Option(..., "--target", "-t", help="mouth, hand, fireworks or sea"),
+    count: int = typer.Option(8, "--count", "-n", min=1, help="number of sources"),
+    seed: int = typer.Option(0, "--seed", help="the same seed gives the same sources"),
+    seconds: float = typer.Option(12.0, "--seconds", min=1.0, help="length of each source"),
+    data: Path = DataOpt,
+    targets_file: Optional[Path] = TargetsOpt,
+) -> None:
+    """Generate synthetic sources (sound caused by motion) and register them."""
+    from s2vdata.synth import TARGETS, synth_sources
+
+    if target not in TARGETS:
+        console.print(f"[red]error:[/red] synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them")
+        raise typer.Exit(2)
+    with console.status(f"rendering {count} {target} sources"):
+        rep = synth_sources(target=target, count=count, seed=seed, data_dir=data, seconds=seconds)
+    console.print(f"synth {target}: {rep.added} added, {rep.existing} already there, {rep.failed} failed -> {data}/sources.csv")
+    if rep.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    target: str = typer.Option(..., "--target", "-t", help="target preset to build"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="sources processed at once"),
+    executor: str = typer.Option("local", "--executor", help="local or ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)"),
+    seed: int = typer.Option(0, "--seed", help="seeds --max-clips-per-source sampling"),
+    stride: float = typer.Option(4.0, "--stride", help="seconds between window starts (multiple of 1/30)"),
+    max_clips: int = typer.Option(0, "--max-clips-per-source", min=0, help="keep a random K of the passing windows (0 = all)"),
+    data: Path = DataOpt,
+    manifests: Path = ManifestsOpt,
+    targets_file: Optional[Path] = TargetsOpt,
+) -> None:
+    """Check every window of the target's sources and cut the kept ones into shards and a manifest."""
+    from s2vdata.build import build as run_build
+
+    preset = _target(target, targets_file)
+    if executor not in ("local", "ray"):
+        console.print(f"[red]error:[/red] --executor must be local or ray, not {executor!r}")
+        raise typer.Exit(2)
+    settings = BuildSettings(stride_s=stride, max_clips_per_source=max_clips, seed=seed)
+    with _progress() as progress:
+        task = progress.add_task(f"build {target}", total=None, info="")
+        state = {"clips": 0}
+
+        def on_start(n: int) -> None:
+            progress.update(task, total=n)
+
+        def on_source(o) -> None:
+            state["clips"] += o.kept
+            progress.update(task, advance=1, info=f"{state['clips']} clips")
+
+        try:
+            rep = run_build(target=preset, data_dir=data, manifests_dir=manifests, settings=settings, jobs=jobs,
+                            executor=executor, ray_address=ray_address, on_source=on_source, on_start=on_start)
+        except (ValueError, ImportError) as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2)
+    table = Table(title=f"build {target}: {rep.seconds:.1f} s")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("sources", str(rep.sources))
+    table.add_row("windows measured", str(rep.windows))
+    table.add_row("kept clips", f"{rep.clips}  ({', '.join(f'{k} {v}' for k, v in sorted(rep.splits.items()))})")
+    table.add_row("clips cut this run", str(rep.cut))
+    for check, n in rep.rejected_sources.most_common():
+        table.add_row(f"rejected sources: {check}", str(n))
+    for check, n in rep.rejected_windows.most_common():
+        table.add_row(f"rejected windows: {check}", str(n))
+    for sid, reason in rep.failures.items():
+        table.add_row(f"[red]failed {sid}[/red]", reason)
+    console.print(table)
+    console.print(f"manifest: {rep.manifest}\nrejects:  {Path(manifests) / f'{target}.rejects.csv'}\nshards:   {Path(data) / 'shards' / target}")
+    if rep.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    target: str = typer.Option(..., "--target", "-t"),
+    manifests: Path = ManifestsOpt,
+) -> None:
+    """Re-read every shard, re-hash every clip and check the clip contract."""
+    from s2vdata.verify import verify_manifest
+
+    manifest = Path(manifests) / f"{target}.csv"
+    with _progress() as progress:
+        task = progress.add_task("verify", total=None, info="")
+        try:
+            problems, n = verify_manifest(manifest, on_clip=lambda: progress.update(task, advance=1),
+                                          on_total=lambda t: progress.update(task, total=t))
+        except (FileNotFoundError, ValueError) as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2)
+    for clip_id, problem in problems:
+        console.print(f"[red]{clip_id}[/red]: {problem}")
+    console.print(f"verified {n} clips of {manifest}: {len(problems)} problems")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
+    """List the target presets and their thresholds."""
+    from s2vdata.targets import Target, load_targets
+
+    try:
+        presets = load_targets(targets_file)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    names = [f.name for f in fields(Target) if f.name not in ("name", "description")]
+    table = Table(title="target presets")
+    table.add_column("setting")
+    for name in presets:
+        table.add_column(name, justify="right")
+    for setting in names:
+        table.add_row(setting, *[str(asdict(t)[setting]) for t in presets.values()])
+    table.add_row("description", *[t.description for t in presets.values()])
+    Console().print(table)
+
+
+@app.command()
+def report(
+    target: str = typer.Option(..., "--target", "-t"),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default manifests/T.report.html)"),
+    data: Path = DataOpt,
+    manifests: Path = ManifestsOpt,
+    targets_file: Optional[Path] = TargetsOpt,
+) -> None:
+    """Write one self-contained HTML page: why each window was kept or rejected."""
+    from s2vdata.report import write_report
+
+    _target(target, targets_file)
+    out = out or Path(manifests) / f"{target}.report.html"
+    try:
+        path = write_report(target=target, data_dir=data, manifests_dir=manifests, out=out)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    console.print(f"report: {path}")
+
+
+@app.command()
+def fetch(
+    urls_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="one URL per line, optionally followed by a target"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="target for lines that name none"),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1),
+    max_height: int = typer.Option(1080, "--max-height"),
+    socket_timeout: float = typer.Option(30.0, "--socket-timeout"),
+    retries: int = typer.Option(3, "--retries", min=0),
+    retry_failed: bool = typer.Option(True, "--retry-failed/--no-retry-failed"),
+    rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="e.g. 2M (bytes per second)"),
+    cookies: Optional[Path] = typer.Option(None, "--cookies", exists=True, dir_okay=False, help="Netscape cookies file"),
+    proxy: Optional[str] = typer.Option(None, "--proxy"),
+    allow_local_urls: bool = typer.Option(False, "--allow-local-urls", help="accept file:// and other local schemes"),
+    sections: bool = typer.Option(True, "--sections/--no-sections", help="download only the time ranges a line gives"),
+    data: Path = DataOpt,
+) -> None:
+    """Download videos with yt-dlp into data/sources/ and register every outcome."""
+    from s2vdata.fetch import FetchOptions, fetch_urls
+
+    options = FetchOptions(target=target, jobs=jobs, max_height=max_height, socket_timeout=socket_timeout, retries=retries,
+                           retry_failed=retry_failed, rate_limit=rate_limit, cookies=cookies, proxy=proxy,
+                           allow_local_urls=allow_local_urls, sections=sections)
+    with _progress() as progress:
+        task = progress.add_task("fetch", total=None, info="")
+
+        def on_event(ev: dict) -> None:
+            info = f"{ev.get('bytes', 0) / 1e6:.1f} MB" if "bytes" in ev else ""
+            progress.update(task, total=ev.get("total"), completed=ev.get("done", 0), info=info)
+
+        try:
+            rep = fetch_urls(urls_file, data_dir=data, options=options, progress=on_event)
+        except ValueError as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2)
+    table = Table(title=f"fetch {urls_file}")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    table.add_row("ok", str(rep.ok))
+    table.add_row("already there", str(rep.skipped))
+    for reason, n in rep.reasons.most_common():
+        table.add_row(f"[red]failed: {reason}[/red]", str(n))
+    console.print(table)
+    if rep.failed:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
