@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The demo: synthetic hand-clap sources -> checked 4-second clips -> shards, manifest, report.
+# Usage: scripts/demo.sh VENV_BIN WORK_DIR
+set -euo pipefail
+BIN=${1:-.venv/bin}
+WORK=${2:-demo}
+mkdir -p "$WORK"
+cd "$WORK"
+"$BIN/s2vdata" synth --target hand --count 8 --seed 0
+"$BIN/s2vdata" build --target hand --jobs 2
+"$BIN/s2vdata" verify --target hand
+"$BIN/s2vdata" report --target hand || echo "(report not available)"
+echo
+echo "clips:    $(pwd)/data/shards/hand/"
+echo "manifest: $(pwd)/manifests/hand.csv ($(($(wc -l < manifests/hand.csv) - 1)) clips)"
+echo "rejects:  $(pwd)/manifests/hand.rejects.csv"
+echo "report:   $(pwd)/manifests/hand.report.html"
