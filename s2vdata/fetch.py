@@ -28,7 +28,8 @@ import yt_dlp
 from yt_dlp.extractor import gen_extractor_classes
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
-from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError, download_range_func, parse_bytes
+from yt_dlp.utils import (DownloadError, ExtractorError, UnsupportedError, YoutubeDLError, download_range_func,
+                          parse_bytes)
 
 from s2vdata.media import MediaError, probe
 from s2vdata.registry import Registry, now_iso
@@ -284,8 +285,10 @@ def classify(exc: BaseException) -> tuple[str, bool]:
             return _http_reason(int(m.group(1)))
         if m:
             return reason, transient
-    first = re.sub(r"^\[[^\]]+\]\s*[^:]*:\s*", "", _one_line(exc))
-    return "error: " + first[:100], False
+    text = re.sub(r"^\[[^\]]+\]\s*[^:]*:\s*", "", _one_line(exc))
+    # yt-dlp's advice to report bugs upstream belongs in the log, not in a reason meant for counting
+    text = re.split(r"\s*\(caused by |;\s*please report", text)[0]
+    return "error: " + text[:80], False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -328,11 +331,15 @@ def ffmpeg_location() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def format_selector(max_height: int) -> str:
-    """Returns the yt-dlp format string: best picture up to max_height with sound, merged when the site
-    splits them; `?` lets formats of unknown height (direct links) through."""
-    h = int(max_height)
-    return f"bv*[height<=?{h}]+ba/b[height<=?{h}]/bv*+ba/b"
+# Video-only plus audio-only (merged by ffmpeg) first: sites that split the streams (YouTube) offer
+# their best pictures only that way; else the best file with both; else any video (build judges it).
+FORMAT = "bv+ba/b/bv*"
+
+
+def format_sort(max_height: int) -> list[str]:
+    """Returns yt-dlp's format ordering: the tallest picture up to max_height, else the smallest above it.
+    A format of unknown height (a direct link) is not filtered out."""
+    return [f"res:{int(max_height)}"]
 
 
 def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Callable[[int], None]) -> dict:
@@ -366,7 +373,8 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
         "paths": {"home": str(work), "temp": str(work)},
         # the file is named from the source id (itself from the video id), never from the title
         "outtmpl": {"default": f"{job.source_id}.%(ext)s"},
-        "format": format_selector(options.max_height),
+        "format": FORMAT,
+        "format_sort": format_sort(options.max_height),
         "ffmpeg_location": ffmpeg_location(),
         "overwrites": True,
         "progress_hooks": [hook],
@@ -461,7 +469,7 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: st
             try:
                 path, info = _download_once(job, work=work, options=options, on_bytes=on_bytes)
                 break
-            except (DownloadError, RequestError, ExtractorError) as e:
+            except YoutubeDLError as e:
                 reason, transient = classify(e)
                 # yt-dlp already retried inside the download itself; only a failed extraction is retried here
                 extraction = any(isinstance(x, (ExtractorError, RequestError, TransportError)) for x in _chain(e))

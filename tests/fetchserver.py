@@ -129,7 +129,8 @@ class FetchServer:
                         server._failed_once.add(path)
                     if first:
                         return self._status(503)
-                return self._bytes(data, content_type="video/mp4", body=body, slow=server.slow)
+                kind = "application/dash+xml" if name.endswith(".mpd") else "video/mp4"
+                return self._bytes(data, content_type=kind, body=body, slow=server.slow)
 
             def _status(self, code: int) -> None:
                 message = f"status {code}\n".encode()

@@ -302,3 +302,33 @@ def test_kill_9_mid_download_leaves_no_ok_row_and_a_rerun_completes(tmp_path, se
     row = Registry(data).get(report.rows[0]["source_id"])
     assert row["status"] == "ok" and (data / row["path"]).read_bytes() == media["other.mp4"]
     assert not (data / "tmp").exists()
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory) -> dict[str, bytes]:
+    """A DASH manifest with video-only streams at 128 and 64 px and a separate audio stream."""
+    import imageio_ffmpeg
+
+    folder = tmp_path_factory.mktemp("dash")
+    subprocess.run([
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error",
+        "-f", "lavfi", "-i", "testsrc=size=128x128:rate=30:duration=2",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2",
+        "-filter_complex", "[0:v]split=2[big][s];[s]scale=64:64[small]",
+        "-map", "[big]", "-map", "[small]", "-map", "1:a", "-c:v", "libx264", "-g", "30", "-c:a", "aac",
+        "-f", "dash", "-seg_duration", "1", str(folder / "manifest.mpd"),
+    ], check=True)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("max_height, height", [(1080, 128), (100, 64), (32, 64)])
+def test_split_streams_are_merged_at_the_tallest_height_allowed(tmp_path, server, dash, max_height, height):
+    for name, data in dash.items():
+        server.add_file(name, data)
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/manifest.mpd")])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST, max_height=max_height))
+    assert report.ok == 1, report.reasons
+    facts = probe(tmp_path / "data" / report.rows[0]["path"])
+    # one file with both streams, merged by ffmpeg; above every stream's height, the smallest one
+    assert facts["has_video"] and facts["has_audio"]
+    assert facts["height"] == height and int(report.rows[0]["height"]) == height
