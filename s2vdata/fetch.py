@@ -207,19 +207,26 @@ def _section_suffix(section: Section) -> str:
     return f"-s{fmt(section[0])}-{fmt(section[1])}"
 
 
-def _jobs(lines: Iterable[UrlLine], *, options: FetchOptions) -> Iterator[_Job]:
-    """Yields one job per source: duplicate URLs and URLs of the same video give one."""
-    seen: set[str] = set()
+def _requests(lines: Iterable[UrlLine], *, options: FetchOptions) -> list[tuple[str, str, Section | None]]:
+    """Returns the (url, target, section) to fetch, each once: repeated lines give one (the first wins)."""
+    seen: set[tuple[str, Section | None]] = set()
+    requests = []
     for url, target, sections in lines:
-        base = source_id_for(url)
         if sections and not options.sections:
             log.info("%s: time ranges ignored (sections off): fetching the whole video", url)
         for section in (sections if sections and options.sections else [None]):
-            sid = base + _section_suffix(section) if section else base
-            if sid in seen:
-                continue
-            seen.add(sid)
-            yield _Job(sid, url, target or "", section)
+            key = (urllib.parse.urldefrag(url)[0], section)
+            if key not in seen:
+                seen.add(key)
+                requests.append((url, target or "", section))
+    return requests
+
+
+def _job(url: str, *, target: str, section: Section | None) -> _Job:
+    # the id comes from matching the URL against every yt-dlp extractor (milliseconds): done lazily, as
+    # URLs are handed out, so downloads start at once even for a file of millions
+    base = source_id_for(url)
+    return _Job(base + _section_suffix(section) if section else base, url, target, section)
 
 
 # --------------------------------------------------------------------------- reasons
@@ -583,7 +590,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     if missing:
         log.warning("%d URL(s) have no target (first: %s): give one after the URL or pass --target",
                     len(missing), missing[0])
-    jobs = list(_jobs(lines, options=options))
+    requests = _requests(lines, options=options)
     registry = Registry(data_dir)
     existing = {r["source_id"]: r for r in registry.rows()}
 
@@ -597,7 +604,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         if progress is None:
             return
         with lock:
-            progress({"event": event, "done": state["done"], "total": len(jobs), "bytes": state["bytes"], **extra})
+            progress({"event": event, "done": state["done"], "total": len(requests), "bytes": state["bytes"], **extra})
 
     def on_bytes(n: int) -> None:
         with lock:
@@ -631,30 +638,43 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         if len(pending) >= _FLUSH_ROWS or time.monotonic() - last_flush >= _FLUSH_SECONDS:
             flush()
 
-    emit("start")
-    todo: list[_Job] = []
-    for job in jobs:
-        old = existing.get(job.source_id)
-        if _needs_fetch(old, job=job, data_dir=data_dir, options=options):
-            todo.append(job)
-            continue
-        row = dict(old)
-        if job.target and row.get("target") != job.target:
-            log.info("%s: target %r -> %r (file kept)", job.source_id, row.get("target"), job.target)
-            row["target"] = job.target
-        finish(job, row, fetched=False)
-
     def added_at(job: _Job) -> str:
         old = existing.get(job.source_id)
         return (old or {}).get("added_at") or now_iso()
 
+    seen: set[str] = set()
+
+    def next_job(pending_requests: Iterator) -> _Job | None:
+        """Returns the next job to download; settles duplicates and rows already done on the way."""
+        for url, target, section in pending_requests:
+            job = _job(url, target=target, section=section)
+            if job.source_id in seen:
+                # another URL of a video already in this run: one row per video
+                log.info("%s: %s is the same video as an earlier line: skipped", job.source_id, url)
+                report.skipped += 1
+                with lock:
+                    state["done"] += 1
+                emit("url", source_id=job.source_id, status="duplicate", reason="")
+                continue
+            seen.add(job.source_id)
+            old = existing.get(job.source_id)
+            if _needs_fetch(old, job=job, data_dir=data_dir, options=options):
+                return job
+            row = dict(old)
+            if job.target and row.get("target") != job.target:
+                log.info("%s: target %r -> %r (file kept)", job.source_id, row.get("target"), job.target)
+                row["target"] = job.target
+            finish(job, row, fetched=False)
+        return None
+
+    emit("start")
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="fetch") as pool:
-            queue = iter(todo)
+            queue = iter(requests)
             running: dict[concurrent.futures.Future, _Job] = {}
             while True:
                 while len(running) < options.jobs * _QUEUE_PER_JOB:
-                    job = next(queue, None)
+                    job = next_job(queue)
                     if job is None:
                         break
                     future = pool.submit(_fetch_one, job, data_dir=data_dir, options=options,

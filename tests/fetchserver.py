@@ -9,6 +9,7 @@ Routes (GET; HEAD answers the same headers without a body):
 - ``/hang.mp4``: accepts the connection, reads the request and never answers
 - ``/truncated.mp4``: announces the full length of a registered file, sends a third of it, closes
 - ``/page.html``: an HTML page with no video in it
+- ``/stall.mp4``: answers a HEAD-like probe normally, but a body request gets headers, a few bytes, then silence
 
 ``hits[path]`` counts requests per path, so a test can tell whether a re-run asked for a file again;
 ``cookies`` keeps every Cookie header received. Setting ``slow = True`` trickles files in small
@@ -104,6 +105,18 @@ class FetchServer:
                     return self._status(500)
                 if path == "/hang.mp4":
                     server._stop.wait(120)
+                    self.close_connection = True
+                    return None
+                if path == "/stall.mp4":
+                    data = next(iter(server.files.values()))
+                    self.send_response(200)
+                    self.send_header("Content-Type", "video/mp4")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if body and server.hits[path] > 1:
+                        self.wfile.write(data[:100])
+                        self.wfile.flush()
+                        server._stop.wait(120)
                     self.close_connection = True
                     return None
                 if path == "/page.html":

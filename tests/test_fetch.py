@@ -112,6 +112,7 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
         server.url("/missing.mp4"),
         server.url("/error.mp4"),
         server.url("/hang.mp4"),
+        server.url("/stall.mp4"),
         server.url("/truncated.mp4"),
         server.url("/page.html"),
         local.as_uri(),
@@ -122,18 +123,20 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     report = fetch_urls(urls, data_dir=data, options=options, progress=events.append)
 
     rows = _rows_by_origin(data)
-    assert len(rows) == 9  # the duplicate line gives no second row
-    assert (report.ok, report.failed, report.skipped) == (2, 7, 0)
+    assert len(rows) == 10  # the duplicate line gives no second row
+    assert (report.ok, report.failed, report.skipped) == (2, 8, 0)
     assert {origin: r["reason"] for origin, r in rows.items() if r["status"] == "failed"} == {
         server.url("/missing.mp4"): "http 404",
         server.url("/error.mp4"): "http 500",
         server.url("/hang.mp4"): "timeout",
+        server.url("/stall.mp4"): "timeout",
         server.url("/truncated.mp4"): "truncated",
         server.url("/page.html"): "no video found",
         local.as_uri(): "refused scheme",
         "http://127.0.0.1:1/refused.mp4": "connection refused",
     }
-    assert sum(report.reasons.values()) == 7
+    assert report.reasons == {"http 404": 1, "http 500": 1, "timeout": 2, "truncated": 1, "no video found": 1,
+                              "refused scheme": 1, "connection refused": 1}
 
     for url, name, target in [(good, "good.mp4", "hand"), (flaky, "other.mp4", "sea")]:
         row = rows[url]
@@ -156,19 +159,21 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     assert server.hits["/once/other.mp4"] == 3  # 503, then the page and the file
     assert server.hits["/error.mp4"] == 2
     assert server.hits["/hang.mp4"] == 2
+    # a body that stalls is retried by yt-dlp's own (resuming) retries only, not once more per attempt
+    assert server.hits["/stall.mp4"] == 1 + 2
     assert server.hits["/missing.mp4"] == 1
     assert server.hits["/page.html"] == 1
 
-    assert events[0]["event"] == "start" and events[0]["total"] == 9
+    assert events[0]["event"] == "start" and events[0]["total"] == 10
     finished = [e for e in events if e["event"] == "url"]
-    assert [e["done"] for e in finished] == list(range(1, 10))
+    assert [e["done"] for e in finished] == list(range(1, 11))
     assert events[-1]["bytes"] >= len(media["good.mp4"]) + len(media["other.mp4"])
 
     # a second run: ok rows untouched, failed ones tried again and failing the same way -> nothing rewritten
     files, registry = _mtimes(data / "sources"), (data / "sources.csv").stat().st_mtime_ns
     hits = dict(server.hits)
     again = fetch_urls(urls, data_dir=data, options=options)
-    assert (again.ok, again.failed, again.skipped) == (0, 7, 2)
+    assert (again.ok, again.failed, again.skipped) == (0, 8, 2)
     assert _mtimes(data / "sources") == files
     assert (data / "sources.csv").stat().st_mtime_ns == registry
     assert server.hits["/v/good.mp4"] == hits["/v/good.mp4"]
@@ -177,7 +182,7 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     # without retry_failed nothing is asked of the server at all
     hits = dict(server.hits)
     quiet = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST, retry_failed=False))
-    assert (quiet.ok, quiet.failed, quiet.skipped) == (0, 0, 9)
+    assert (quiet.ok, quiet.failed, quiet.skipped) == (0, 0, 10)
     assert dict(server.hits) == hits
 
 
@@ -332,3 +337,37 @@ def test_split_streams_are_merged_at_the_tallest_height_allowed(tmp_path, server
     # one file with both streams, merged by ffmpeg; above every stream's height, the smallest one
     assert facts["has_video"] and facts["has_audio"]
     assert facts["height"] == height and int(report.rows[0]["height"]) == height
+
+
+def test_same_video_under_two_urls_is_one_row(tmp_path):
+    # both URLs name YouTube video dQw4w9WgXcQ; its row is already ok, so nothing goes to the network
+    data = tmp_path / "data"
+    (data / "sources").mkdir(parents=True)
+    (data / "sources" / "youtube-dQw4w9WgXcQ.mp4").write_bytes(b"kept as is")
+    Registry(data).upsert([{"source_id": "youtube-dQw4w9WgXcQ", "target": "hand", "status": "ok",
+                            "origin": "https://youtu.be/dQw4w9WgXcQ", "path": "sources/youtube-dQw4w9WgXcQ.mp4"}])
+    urls = _write_urls(tmp_path / "urls.txt", [
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ"])
+    events = []
+    report = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST), progress=events.append)
+    assert (report.ok, report.failed, report.skipped) == (0, 0, 2)
+    assert [e["status"] for e in events if e["event"] == "url"] == ["ok", "duplicate"]
+    assert len(Registry(data).rows()) == 1
+
+
+def test_cli_fetch_summarises_and_exits_1_on_failures(tmp_path, server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from s2vdata.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4"), server.url("/missing.mp4")])
+    args = ["fetch", str(urls), "--target", "hand", "--socket-timeout", "1", "--retries", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "http 404" in result.output
+    rows = _rows_by_origin(tmp_path / "data")
+    assert rows[server.url("/v/good.mp4")]["status"] == "ok"
+
+    _write_urls(urls, [server.url("/v/good.mp4")])
+    assert CliRunner().invoke(app, args).exit_code == 0
