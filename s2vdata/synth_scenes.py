@@ -479,8 +479,9 @@ def plan_sea(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
 
 
 def _foam(u: np.ndarray, amp: float, fade: float) -> np.ndarray:
-    """Returns the foam amount at times u after the crash: a jump to 60 %, a fast swell to full, an exponential fade."""
-    return np.where(u >= 0, amp * (0.6 + 0.4 * (1 - np.exp(-u / 0.06))) * np.exp(-u / fade), 0.0)
+    """Returns the foam amount at times u after the crash: the splash, a swell to full, an exponential fade."""
+    splash = 0.8 * np.exp(-u / 0.05)
+    return np.where(u >= 0, amp * ((0.6 + 0.4 * (1 - np.exp(-u / 0.06))) * np.exp(-u / fade) + splash), 0.0)
 
 
 PLANS: dict[str, Callable[[np.random.Generator, Geometry], ScenePlan]] = {

@@ -129,6 +129,7 @@ def music_bed(rng: np.random.Generator, *, n: int, sample_rate: int) -> np.ndarr
     note_len = int(min(chord_s, 2.5) * sample_rate)
     tn = np.arange(note_len) / sample_rate
     env = (1 - np.exp(-tn / 0.01)) * np.exp(-tn / 0.6)
+    tones: dict[int, np.ndarray] = {}  # notes repeat: synthesise each pitch once
     for c, start in enumerate(np.arange(0.0, t_total, chord_s)):
         degree = progression[c % len(progression)]
         third = 3 if degree in minor_on else 4
@@ -137,7 +138,9 @@ def music_bed(rng: np.random.Generator, *, n: int, sample_rate: int) -> np.ndarr
             onset = int((start + b * beat_s) * sample_rate)
             notes = chord if b % 2 == 0 else chord[1:]
             for midi in [root + degree - 12 * (b == 0), *notes]:
-                f = 440.0 * 2 ** ((midi - 69) / 12)
-                tone = np.sin(2 * np.pi * f * tn) + 0.3 * np.sin(4 * np.pi * f * tn) + 0.1 * np.sin(6 * np.pi * f * tn)
-                add_at(out, onset, tone * env)
+                if midi not in tones:
+                    f = 440.0 * 2 ** ((midi - 69) / 12)
+                    tone = np.sin(2 * np.pi * f * tn) + 0.3 * np.sin(4 * np.pi * f * tn) + 0.1 * np.sin(6 * np.pi * f * tn)
+                    tones[midi] = tone * env
+                add_at(out, onset, tones[midi])
     return (out / (np.abs(out).max() + 1e-12)).astype(np.float32)
