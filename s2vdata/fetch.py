@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ from s2vdata.registry import Registry, now_iso
 log = logging.getLogger(__name__)
 
 Section = tuple[float, float]
-UrlLine = tuple[str, "str | None", "list[Section] | None"]
+UrlLine = tuple[str, str | None, list[Section] | None]
 
 # Registry rewrites are batched: at most every this many finished URLs or seconds, and at the end.
 _FLUSH_ROWS = 200
@@ -75,7 +76,7 @@ class FetchReport:
     failed: int = 0  # ended failed in this run
     skipped: int = 0  # already ok (or failed with retry_failed off): nothing done
     reasons: collections.Counter = field(default_factory=collections.Counter)  # failed by reason
-    rows: list[dict] = field(default_factory=list)  # one per URL (and section) of the file
+    rows: list[dict] = field(default_factory=list)  # one per source of the file (a video, or a range of one)
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,11 @@ def _download_once(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Ca
         if info is None:
             raise _Failure("no video found")
         if info.get("_type") in ("playlist", "multi_video"):
-            raise _Failure("playlist", "a playlist: list the URLs of its videos, one per line")
+            # a page with one embedded video comes back as a list of one; a real list is the user's to split
+            first_two = list(itertools.islice(info.get("entries") or [], 2))
+            if len(first_two) != 1:
+                raise _Failure("playlist", f"{job.url} is a playlist or channel: list its videos' URLs, one per line")
+            info = first_two[0]
         info = ydl.process_ie_result(info, download=True)
     if info is None:
         raise _Failure("no video found")
@@ -667,6 +672,12 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
             finish(job, row, fetched=False)
         return None
 
+    # partial downloads of a run that was killed: never resumed (the remote file may have changed since)
+    stale = data_dir / _TMP
+    if stale.is_dir():
+        for leftover in stale.iterdir():
+            log.info("removing a partial download left by an earlier run: %s", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
     emit("start")
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="fetch") as pool:

@@ -142,7 +142,8 @@ class FetchServer:
                         server._failed_once.add(path)
                     if first:
                         return self._status(503)
-                kind = "application/dash+xml" if name.endswith(".mpd") else "video/mp4"
+                kind = {".mpd": "application/dash+xml", ".html": "text/html; charset=utf-8"}.get(
+                    name[name.rfind("."):], "video/mp4")
                 return self._bytes(data, content_type=kind, body=body, slow=server.slow)
 
             def _status(self, code: int) -> None:

@@ -371,3 +371,19 @@ def test_cli_fetch_summarises_and_exits_1_on_failures(tmp_path, server, monkeypa
 
     _write_urls(urls, [server.url("/v/good.mp4")])
     assert CliRunner().invoke(app, args).exit_code == 0
+
+
+def test_page_with_one_video_is_fetched_and_a_list_is_refused(tmp_path, server):
+    server.add_file("one.html", b'<html><head><title>One clip</title></head><body>'
+                                b'<video src="/v/good.mp4" controls></video></body></html>')
+    server.add_file("two.html", b'<html><head><title>Two clips</title></head><body>'
+                                b'<video src="/v/good.mp4"></video><video src="/v/other.mp4"></video></body></html>')
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/one.html"), server.url("/v/two.html")])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    rows = _rows_by_origin(tmp_path / "data")
+    one, two = rows[server.url("/v/one.html")], rows[server.url("/v/two.html")]
+    assert one["status"] == "ok" and one["title"].startswith("One clip")
+    assert one["webpage_url"] == server.url("/v/one.html")  # the page, not the media file: licences live there
+    assert (two["status"], two["reason"]) == ("failed", "playlist")
+    assert report.reasons == {"playlist": 1}
+    assert server.hits["/v/other.mp4"] == 0
