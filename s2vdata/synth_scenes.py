@@ -97,18 +97,32 @@ def indoor_background(rng: np.random.Generator, geo: Geometry) -> np.ndarray:
     c2 = _colour(rng, sat=(0.05, 0.5), val=(0.35, 0.9))
     img = _gradient(rng, h=h, w=w, c1=c1, c2=c2)
     img += rng.uniform(8, 22) * _smooth_noise(rng, h=h, w=w, cells=int(rng.integers(5, 10)))[..., None]
-    if rng.random() < 0.5:
-        period = rng.uniform(0.04, 0.12) * geo.short
-        xx = np.arange(w, dtype=np.float32)
-        img += (rng.uniform(4, 10) * np.sin(2 * np.pi * xx / period))[None, :, None]
+    # a wall pattern: real rooms have texture, and a camera check needs background detail to lock on to
+    period = rng.uniform(0.05, 0.12) * geo.short
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pattern = int(rng.integers(0, 4))
+    if pattern == 0:  # stripes
+        img += (rng.uniform(5, 12) * np.sign(np.sin(2 * np.pi * xx / period)))[..., None]
+    elif pattern == 1:  # tiles
+        img += (rng.uniform(5, 12) * np.sign(np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period)))[..., None]
+    elif pattern == 2:  # bricks: rows offset by half a brick
+        row = np.floor(yy / (0.5 * period))
+        edge = ((yy % (0.5 * period)) < 1.5) | (((xx + 0.5 * period * (row % 2)) % period) < 1.5)
+        img -= (rng.uniform(15, 30) * edge)[..., None]
+    else:  # dots
+        dots = (((xx % period) - period / 2) ** 2 + ((yy % period) - period / 2) ** 2) < (0.15 * period) ** 2
+        img += (rng.uniform(10, 20) * dots)[..., None]
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(3, 8))):
+    for _ in range(int(rng.integers(6, 14))):  # pictures, shelves, lamps
         col = _rgb(_colour(rng, sat=(0.1, 0.7), val=(0.2, 0.95)))
         x0, y0 = int(rng.uniform(0, w)), int(rng.uniform(0, h))
         if rng.random() < 0.7:
             x1 = x0 + int(rng.uniform(0.05, 0.3) * geo.short)
             y1 = y0 + int(rng.uniform(0.05, 0.3) * geo.short)
             cv2.rectangle(img, (x0, y0), (x1, y1), col, -1, LINE)
+            if rng.random() < 0.5:
+                frame_col = _rgb(_colour(rng, sat=(0.0, 0.5), val=(0.1, 0.9)))
+                cv2.rectangle(img, (x0, y0), (x1, y1), frame_col, max(2, int(0.012 * geo.short)), LINE)
         else:
             cv2.circle(img, (x0, y0), int(rng.uniform(0.03, 0.12) * geo.short), col, -1, LINE)
     return img
@@ -218,10 +232,10 @@ def plan_mouth(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
     shirt = _colour(rng, sat=(0.2, 0.9), val=(0.2, 0.9))
     lips = skin * np.array([0.85, 0.55, 0.55])
     cx, cy = geo.x(rng.uniform(0.42, 0.58)), geo.y(rng.uniform(0.42, 0.52))
-    fw = rng.uniform(0.27, 0.34) * s  # face half width
+    fw = rng.uniform(0.3, 0.4) * s  # face half width: a close-up, the mouth must read at 64x64
     fh = fw * rng.uniform(1.2, 1.4)
     mw = fw * rng.uniform(0.38, 0.48)  # mouth half width at rest
-    mh = mw * rng.uniform(0.45, 0.6)  # largest opening half height
+    mh = mw * rng.uniform(0.5, 0.7)  # largest opening half height
     my = cy + 0.5 * fh
     f0_voice = rng.uniform(95.0, 230.0)
 
