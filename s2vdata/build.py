@@ -159,7 +159,7 @@ def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, only: set[int] 
                 audio = np.concatenate([s.audio for s in window])
                 if only is None:
                     m = checks.measure_window(frames, audio, clip=clip)
-                    windows.append({"start_slot": start, "start_s": round(start / clip.fps, 6), "sheet": None, **m})
+                    windows.append({"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m})
                     windows[-1]["_sheet"] = _sheet(frames)
                     if cut is not None and cut(windows[-1]):
                         clips[start] = encode_clip(frames, audio, clip=clip)

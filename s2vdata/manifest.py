@@ -27,7 +27,7 @@ def clip_sha256(mp4: bytes, flac: bytes) -> str:
 
 
 def cell(value) -> str:
-    """Returns the CSV text of a value, the same on every machine (floats to 6 significant digits)."""
+    """Returns the CSV text of a value, the same on every machine (floats to 10 significant digits)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -35,7 +35,7 @@ def cell(value) -> str:
     if isinstance(value, float):
         if value != value:
             return "nan"
-        return f"{value:.6g}"
+        return f"{value:.10g}"
     return str(value)
 
 

@@ -1,0 +1,107 @@
+"""Known-answer sources for the alignment tests: a white flash and a click at the same instants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from s2vdata.media import write_video
+
+
+def frame_times(*, fps: float | None, seconds: float, start: float, vfr_seed: int | None = None) -> np.ndarray:
+    """Returns the presentation times of a source's frames: regular at fps, or irregular (variable frame rate)."""
+    if vfr_seed is None:
+        return start + np.arange(int(seconds * fps)) / fps
+    rng = np.random.default_rng(vfr_seed)
+    steps = rng.uniform(1 / 45, 1 / 18, size=int(seconds * 45))
+    t = start + np.concatenate([[0.0], np.cumsum(steps)])
+    # round to the 90 kHz clock the writer uses, so the known answers are exact
+    return np.round(t[t < start + seconds] * 90_000) / 90_000
+
+
+def make_source(
+    path: Path,
+    *,
+    fps: float | None = 30.0,
+    sample_rate: int = 44_100,
+    seconds: float = 9.0,
+    video_start: float = 0.0,
+    audio_start: float = 0.0,
+    size: tuple[int, int] = (400, 300),
+    rotation: int = 0,
+    vfr_seed: int | None = None,
+    n_flashes: int = 5,
+    seed: int = 0,
+    audio: bool = True,
+    silent: bool = False,
+    still: bool = False,
+) -> list[float]:
+    """Writes a source and returns the instants (s, presentation timeline) of its flash+click events.
+
+    Each event is on a source frame instant: that frame (only) is white with a
+    red square left of centre (so rotation shows), and a 10 ms click starts at
+    the same instant.
+    A moving grey bar keeps the picture from being still between events.
+    """
+    times = frame_times(fps=fps, seconds=seconds, start=video_start, vfr_seed=vfr_seed)
+    rng = np.random.default_rng(seed)
+    lo = max(video_start, audio_start) + 0.3
+    candidates = [t for t in times if lo < t < min(video_start, audio_start) + seconds - 0.3]
+    events: list[float] = []
+    for t in rng.permutation(candidates):
+        # apart by 0.3 s at least: each event is told apart from the next
+        if all(abs(t - e) > 0.3 for e in events):
+            events.append(float(t))
+        if len(events) == n_flashes:
+            break
+    events.sort()
+    w, h = size
+    ev = np.asarray(events)
+
+    def frames():
+        for i, t in enumerate(times):
+            img = np.full((h, w, 3), 60, np.uint8)
+            if not still:
+                x = int((i * 7) % max(1, w - 40))
+                img[h // 3: h // 3 + 30, x:x + 40] = 120
+            # a flash stays up for at least one grid slot (1/30 s), so every frame rate shows it
+            if np.any((ev <= t + 1e-9) & (t < ev + 1 / 30 - 1e-9)):
+                img[:] = 250
+                img[h // 2 - 12:h // 2 + 12, w // 4 - 15:w // 4 + 15] = (255, 0, 0)
+            yield img
+
+    track = None
+    if audio:
+        n = int(seconds * sample_rate)
+        track = np.random.default_rng(seed + 1).normal(0, 0.002, n).astype(np.float32)
+        if silent:
+            track[:] = 0
+        else:
+            for t in events:
+                j = round((t - audio_start) * sample_rate)
+                track[j:j + int(0.01 * sample_rate)] = 0.8
+    write_video(path, frames(), track, fps=fps or 30.0, sample_rate=sample_rate, frame_times=times if vfr_seed is not None else None,
+                video_start_s=video_start, audio_start_s=audio_start, rotation=rotation)
+    return events
+
+
+def flash_slots(frames: np.ndarray) -> list[int]:
+    """Returns the indices of the frames that show a flash."""
+    return [i for i, f in enumerate(frames) if f.mean() > 200]
+
+
+def click_slots(audio: np.ndarray, *, spf: int = 1470) -> list[int]:
+    """Returns the slots whose first loud sample starts a click (one slot per click)."""
+    loud = np.flatnonzero(np.abs(audio) > 0.4)
+    if not loud.size:
+        return []
+    starts = loud[np.concatenate([[True], np.diff(loud) > 100])]
+    return sorted({int(s // spf) for s in starts})
+
+
+def marker_position(frame: np.ndarray) -> tuple[float, float]:
+    """Returns the (x, y) centroid of the red marker in a flash frame, as fractions of the frame size."""
+    red = (frame[..., 0] > 200) & (frame[..., 1] < 80) & (frame[..., 2] < 80)
+    ys, xs = np.nonzero(red)
+    return float(xs.mean()) / frame.shape[1], float(ys.mean()) / frame.shape[0]
