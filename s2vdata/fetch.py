@@ -43,8 +43,6 @@ UrlLine = tuple[str, str | None, list[Section] | None]
 # Registry rewrites are batched: at most every this many finished URLs or seconds, and at the end.
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 10.0
-# Unfinished URLs handed to the worker pool at a time, per job: bounds memory on a file of millions.
-_QUEUE_PER_JOB = 4
 _TMP = Path("tmp") / "fetch"
 _SECTIONS_RE = re.compile(r"^\d[\d:.]*-\d[\d:.]*(,\d[\d:.]*-\d[\d:.]*)*$")
 _SAFE_ID_RE = re.compile(r"[^A-Za-z0-9_-]")
@@ -85,6 +83,10 @@ class _Job:
     url: str
     target: str
     section: Section | None
+
+
+class _Cancelled(BaseException):
+    """Raised inside a download when the run is interrupted; a BaseException so yt-dlp lets it through."""
 
 
 class _Failure(Exception):
@@ -355,11 +357,9 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
 
     def hook(d: dict) -> None:
         n = d.get("downloaded_bytes") or 0
-        if d.get("status") in ("downloading", "finished") and n >= last["n"]:
-            on_bytes(n - last["n"])
-            last["n"] = n
-        if d.get("status") == "finished":
-            last["n"] = 0
+        # on_bytes is called on every report, even with nothing new: it is where an interrupted run stops us
+        on_bytes(max(0, n - last["n"]) if d.get("status") in ("downloading", "finished") else 0)
+        last["n"] = 0 if d.get("status") == "finished" else max(last["n"], n)
 
     def sleep(n: int) -> float:
         return options.backoff_s * 2**n
@@ -465,8 +465,9 @@ def _row(job: _Job, *, status: str, reason: str = "", added_at: str = "") -> dic
 
 
 def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: str,
-               on_bytes: Callable[[int], None]) -> dict:
-    """Returns the registry row of one job after downloading it (or failing, with a reason)."""
+               on_bytes: Callable[[int], None]) -> dict | None:
+    """Returns the registry row of one job after downloading it (or failing, with a reason);
+    None when the run was interrupted first (on_bytes raises _Cancelled then)."""
     scheme = urllib.parse.urlsplit(job.url).scheme.lower()
     allowed = {"http", "https"} | ({"file"} if options.allow_local_urls else set())
     if scheme not in allowed:
@@ -478,6 +479,7 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: st
     work = (data_dir / _TMP / job.source_id).resolve()
     try:
         for attempt in range(options.retries + 1):
+            on_bytes(0)
             try:
                 path, info = _download_once(job, work=work, options=options, on_bytes=on_bytes)
                 break
@@ -494,6 +496,9 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: st
     except _Failure as e:
         log.info("%s: failed (%s)", job.source_id, e.reason)
         return _row(job, status="failed", reason=e.reason, added_at=added_at)
+    except _Cancelled:
+        log.info("%s: interrupted; its partial download is removed", job.source_id)
+        return None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return row
@@ -611,10 +616,15 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         with lock:
             progress({"event": event, "done": state["done"], "total": len(requests), "bytes": state["bytes"], **extra})
 
+    cancel = threading.Event()
+
     def on_bytes(n: int) -> None:
-        with lock:
-            state["bytes"] += n
-        emit("bytes")
+        if cancel.is_set():
+            raise _Cancelled()
+        if n:
+            with lock:
+                state["bytes"] += n
+            emit("bytes")
 
     def flush() -> None:
         nonlocal last_flush
@@ -679,25 +689,35 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
             log.info("removing a partial download left by an earlier run: %s", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
     emit("start")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="fetch")
+    queue = iter(requests)
+    running: dict[concurrent.futures.Future, _Job] = {}
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="fetch") as pool:
-            queue = iter(requests)
-            running: dict[concurrent.futures.Future, _Job] = {}
-            while True:
-                while len(running) < options.jobs * _QUEUE_PER_JOB:
-                    job = next_job(queue)
-                    if job is None:
-                        break
-                    future = pool.submit(_fetch_one, job, data_dir=data_dir, options=options,
-                                         added_at=added_at(job), on_bytes=on_bytes)
-                    running[future] = job
-                if not running:
+        while True:
+            while len(running) < options.jobs:
+                job = next_job(queue)
+                if job is None:
                     break
-                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    finish(job, future.result(), fetched=True)
+                future = pool.submit(_fetch_one, job, data_dir=data_dir, options=options,
+                                     added_at=added_at(job), on_bytes=on_bytes)
+                running[future] = job
+            if not running:
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                finish(job, future.result(), fetched=True)
+    except BaseException:
+        # Ctrl-C (or a broken run): downloads in flight stop at their next progress report; the ones that
+        # had already finished are still registered. A second Ctrl-C stops waiting for them.
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, job in running.items():
+            if future.done() and not future.cancelled() and future.exception() is None and future.result():
+                finish(job, future.result(), fetched=True)
+        raise
     finally:
+        pool.shutdown(wait=not cancel.is_set())
         flush()
         # leave no empty temporary folders behind; a folder still holding something is kept to inspect
         for folder in (data_dir / _TMP, data_dir / _TMP.parent):

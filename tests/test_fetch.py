@@ -269,43 +269,67 @@ KILLED_FETCH = textwrap.dedent("""
     import sys
     from pathlib import Path
     from s2vdata.fetch import FetchOptions, fetch_urls
-    fetch_urls(Path(sys.argv[1]), data_dir=Path(sys.argv[2]),
-               options=FetchOptions(target="hand", socket_timeout=5, retries=0))
+    try:
+        fetch_urls(Path(sys.argv[1]), data_dir=Path(sys.argv[2]),
+                   options=FetchOptions(target="hand", socket_timeout=5, retries=0))
+    except KeyboardInterrupt:
+        sys.exit(130)
 """)
+
+
+def _start_slow_fetch(*, server: FetchServer, urls: Path, data: Path) -> tuple[subprocess.Popen, Path]:
+    """Starts fetch in a subprocess against a trickling server; returns it and its partial file, once one exists."""
+    server.slow = True  # 1 KiB every 100 ms: the 160 KB file would take about 16 s to arrive
+    server.slow_chunk, server.slow_pause_s = 1024, 0.1
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_FETCH, str(urls), str(data)])
+    for _ in range(600):  # wait, up to 60 s, for the download to be under way
+        tmp = data / "tmp"
+        parts = [p for p in tmp.rglob("*") if p.is_file() and p.stat().st_size > 0] if tmp.exists() else []
+        if parts:
+            return proc, parts[0]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    pytest.fail("the fetch ended or never started downloading before it could be stopped")
+
+
+def _no_ok_row_and_nothing_in_sources(data: Path) -> None:
+    assert not any(r["status"] == "ok" for r in Registry(data).rows())
+    assert not (data / "sources").exists() or not any((data / "sources").iterdir())
 
 
 @pytest.mark.slow
 def test_kill_9_mid_download_leaves_no_ok_row_and_a_rerun_completes(tmp_path, server, media):
     data = tmp_path / "data"
-    url = server.url("/v/other.mp4")
-    urls = _write_urls(tmp_path / "urls.txt", [url])
-    server.slow = True  # a few KiB every 50 ms: the file takes seconds to arrive
-    server.slow_chunk = 2048
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_FETCH, str(urls), str(data)])
-    try:
-        partial = None
-        for _ in range(600):  # wait, up to 60 s, for the download to be under way
-            parts = [p for p in (data / "tmp").rglob("*") if p.is_file() and p.stat().st_size > 0] \
-                if (data / "tmp").exists() else []
-            if parts:
-                partial = parts[0]
-                break
-            assert proc.poll() is None, "fetch ended before it could be killed"
-            time.sleep(0.1)
-        assert partial is not None
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/other.mp4")])
+    proc, partial = _start_slow_fetch(server=server, urls=urls, data=data)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     assert partial.stat().st_size < len(media["other.mp4"])
-    assert not any(r["status"] == "ok" for r in Registry(data).rows())
-    assert not (data / "sources").exists() or not any((data / "sources").iterdir())
+    _no_ok_row_and_nothing_in_sources(data)
 
     server.slow = False
     report = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST))
     assert report.ok == 1
     row = Registry(data).get(report.rows[0]["source_id"])
     assert row["status"] == "ok" and (data / row["path"]).read_bytes() == media["other.mp4"]
+    assert not (data / "tmp").exists()  # the partial of the killed run is gone
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_downloads_in_flight_and_removes_their_partials(tmp_path, server):
+    data = tmp_path / "data"
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/other.mp4")])
+    proc, _ = _start_slow_fetch(server=server, urls=urls, data=data)
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    # had the run waited for the download to end instead of stopping it, the file would be registered ok
+    _no_ok_row_and_nothing_in_sources(data)
     assert not (data / "tmp").exists()
 
 
