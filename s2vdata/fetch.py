@@ -225,11 +225,19 @@ def _requests(lines: Iterable[UrlLine], *, options: FetchOptions) -> list[tuple[
     return requests
 
 
-def _job(url: str, *, target: str, section: Section | None) -> _Job:
-    # the id comes from matching the URL against every yt-dlp extractor (milliseconds): done lazily, as
-    # URLs are handed out, so downloads start at once even for a file of millions
-    base = source_id_for(url)
-    return _Job(base + _section_suffix(section) if section else base, url, target, section)
+def _origin(url: str, section: Section | None) -> str:
+    """Returns the registry's origin for a URL or a time range of it (a media fragment, `#t=10,25`)."""
+    return url if section is None else f"{url}#t={section[0]:g},{section[1]:g}"
+
+
+def _job(url: str, *, target: str, section: Section | None, known: dict[str, str]) -> _Job:
+    # the id comes from matching the URL against every yt-dlp extractor (milliseconds each): a URL the
+    # registry already knows reuses its id, so re-running a file of millions does not repeat that work
+    sid = known.get(_origin(url, section))
+    if sid is None:
+        base = source_id_for(url)
+        sid = base + _section_suffix(section) if section else base
+    return _Job(sid, url, target, section)
 
 
 # --------------------------------------------------------------------------- reasons
@@ -446,7 +454,7 @@ def _row(job: _Job, *, status: str, reason: str = "", added_at: str = "") -> dic
     return {
         "source_id": job.source_id,
         "target": job.target,
-        "origin": job.url if job.section is None else f"{job.url}#t={job.section[0]:g},{job.section[1]:g}",
+        "origin": _origin(job.url, job.section),
         "path": "",
         "sha256": "",
         "status": status,
@@ -603,6 +611,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     requests = _requests(lines, options=options)
     registry = Registry(data_dir)
     existing = {r["source_id"]: r for r in registry.rows()}
+    known = {r["origin"]: r["source_id"] for r in existing.values() if r.get("origin")}
 
     report = FetchReport()
     lock = threading.Lock()
@@ -662,7 +671,8 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     def next_job(pending_requests: Iterator) -> _Job | None:
         """Returns the next job to download; settles duplicates and rows already done on the way."""
         for url, target, section in pending_requests:
-            job = _job(url, target=target, section=section)
+            # ids are found as URLs are handed out, so downloads start at once even for a file of millions
+            job = _job(url, target=target, section=section, known=known)
             if job.source_id in seen:
                 # another URL of a video already in this run: one row per video
                 log.info("%s: %s is the same video as an earlier line: skipped", job.source_id, url)

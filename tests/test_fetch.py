@@ -411,3 +411,19 @@ def test_page_with_one_video_is_fetched_and_a_list_is_refused(tmp_path, server):
     assert (two["status"], two["reason"]) == ("failed", "playlist")
     assert report.reasons == {"playlist": 1}
     assert server.hits["/v/other.mp4"] == 0
+
+
+def test_registry_is_rewritten_in_batches_not_per_url(tmp_path, server, monkeypatch):
+    writes = []
+    upsert = Registry.upsert
+
+    def counting_upsert(self, rows):
+        writes.append(len(rows))
+        return upsert(self, rows)
+
+    monkeypatch.setattr(Registry, "upsert", counting_upsert)
+    urls = _write_urls(tmp_path / "urls.txt", [server.url(f"/missing.mp4?n={i}") for i in range(40)])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    assert report.reasons == {"http 404": 40}
+    assert sum(writes) == 40 and len(writes) <= 2
+    assert len(Registry(tmp_path / "data").rows()) == 40
