@@ -427,3 +427,29 @@ def test_registry_is_rewritten_in_batches_not_per_url(tmp_path, server, monkeypa
     assert report.reasons == {"http 404": 40}
     assert sum(writes) == 40 and len(writes) <= 2
     assert len(Registry(tmp_path / "data").rows()) == 40
+
+
+@pytest.mark.slow
+def test_fetched_source_builds_into_clips_that_carry_its_url(tmp_path, server, monkeypatch):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from s2vdata.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    made = runner.invoke(app, ["synth", "--target", "hand", "--count", "1", "--seconds", "8", "--data", "made"])
+    assert made.exit_code == 0, made.output
+    server.add_file("clap.mp4", next((tmp_path / "made" / "sources").iterdir()).read_bytes())
+    url = server.url("/v/clap.mp4")
+    _write_urls(tmp_path / "urls.txt", [url + " hand"])
+
+    fetched = runner.invoke(app, ["fetch", "urls.txt"])
+    assert fetched.exit_code == 0, fetched.output
+    built = runner.invoke(app, ["build", "--target", "hand"])
+    assert built.exit_code == 0, built.output
+
+    manifest = pd.read_csv(tmp_path / "manifests" / "hand.csv", keep_default_na=False)
+    assert len(manifest) >= 1
+    assert set(manifest["origin"]) == {url} and set(manifest["webpage_url"]) == {url}
+    assert set(manifest["source_id"]) == {source_id_for(url)}
