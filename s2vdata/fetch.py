@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import itertools
 import logging
@@ -339,6 +340,7 @@ class _YdlLog:
         log.debug("%s: %s", self.source_id, msg)
 
 
+@functools.cache
 def ffmpeg_location() -> str:
     """Returns the ffmpeg binary yt-dlp merges with: the one on PATH, else imageio-ffmpeg's."""
     found = shutil.which("ffmpeg")
@@ -349,14 +351,19 @@ def ffmpeg_location() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-# Video-only plus audio-only (merged by ffmpeg) first: sites that split the streams (YouTube) offer
-# their best pictures only that way; else the best file with both; else any video (build judges it).
-FORMAT = "bv+ba/b/bv*"
+def format_selector(max_height: int) -> str:
+    """Returns the yt-dlp format selection: within max_height, video-only plus audio-only (merged by ffmpeg),
+    else one file with both; above it only when nothing fits; else any video (build judges it).
+
+    Video-only plus audio-only comes first because sites that split the streams (YouTube) offer their
+    best pictures only that way. `height<=?` lets a format of unknown height (a direct link) through.
+    """
+    h = int(max_height)
+    return f"bv[height<=?{h}]+ba/b[height<=?{h}]/bv+ba/b/bv*"
 
 
 def format_sort(max_height: int) -> list[str]:
-    """Returns yt-dlp's format ordering: the tallest picture up to max_height, else the smallest above it.
-    A format of unknown height (a direct link) is not filtered out."""
+    """Returns yt-dlp's format ordering: the tallest picture up to max_height, else the smallest above it."""
     return [f"res:{int(max_height)}"]
 
 
@@ -377,7 +384,7 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
         "no_warnings": False,
         "noprogress": True,
         "no_color": True,
-        "ignoreconfig": True,
+        # the Python API reads no configuration file (only yt-dlp's command line does); its cache stays off
         "cachedir": False,
         "noplaylist": True,
         "logger": _YdlLog(job.source_id),
@@ -389,7 +396,7 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
         "paths": {"home": str(work), "temp": str(work)},
         # the file is named from the source id (itself from the video id), never from the title
         "outtmpl": {"default": f"{job.source_id}.%(ext)s"},
-        "format": FORMAT,
+        "format": format_selector(options.max_height),
         "format_sort": format_sort(options.max_height),
         "ffmpeg_location": ffmpeg_location(),
         "overwrites": True,
@@ -589,12 +596,13 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     progress, when given, is called with one dict per event, from worker
     threads (calls are serialised by a lock). Every event has the keys
     "event", "done" (URLs finished, skipped ones included), "total" (URLs in
-    the file after removing duplicates) and "bytes" (bytes downloaded in this
-    run so far):
+    the file after removing duplicates), "bytes" (bytes downloaded in this
+    run so far) and "rate" (bytes per second since the run started):
       {"event": "start", ...}                          once, before any download
       {"event": "bytes", ...}                          as bytes arrive
-      {"event": "url", "source_id", "status", "reason", ...}   each URL finished or skipped
-    The CLI derives the rate from "bytes" over time.
+      {"event": "url", "source_id", "status", "reason", ...}   each URL settled
+    status is the row's ("ok" or "failed", also for rows skipped as already
+    done) or "duplicate" for a second URL of a video already in this run.
     """
     data_dir = Path(data_dir)
     if options.rate_limit and parse_bytes(options.rate_limit) is None:
@@ -617,13 +625,15 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     lock = threading.Lock()
     state = {"done": 0, "bytes": 0}
     pending: list[dict] = []
-    last_flush = time.monotonic()
+    last_flush = started = time.monotonic()
 
     def emit(event: str, **extra) -> None:
         if progress is None:
             return
         with lock:
-            progress({"event": event, "done": state["done"], "total": len(requests), "bytes": state["bytes"], **extra})
+            elapsed = max(time.monotonic() - started, 1e-3)
+            progress({"event": event, "done": state["done"], "total": len(requests), "bytes": state["bytes"],
+                      "rate": state["bytes"] / elapsed, **extra})
 
     cancel = threading.Event()
 
@@ -640,7 +650,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         if pending:
             registry.upsert(list(pending))
             pending.clear()
-        last_flush = time.monotonic()
+        last_flush = started = time.monotonic()
 
     def finish(job: _Job, row: dict, *, fetched: bool) -> None:
         old = existing.get(job.source_id)
