@@ -161,6 +161,7 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     assert server.hits["/hang.mp4"] == 2
     # a body that stalls is retried by yt-dlp's own (resuming) retries only, not once more per attempt
     assert server.hits["/stall.mp4"] == 1 + 2
+    assert server.hits["/truncated.mp4"] == 1 + 2
     assert server.hits["/missing.mp4"] == 1
     assert server.hits["/page.html"] == 1
 
