@@ -137,7 +137,7 @@ def read_urls(path: Path, *, default_target: str | None) -> list[UrlLine]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read URL file {path}: {e}") from e
     lines: list[UrlLine] = []

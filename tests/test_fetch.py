@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -475,3 +476,18 @@ def test_yt_dlp_gets_the_options_and_writes_only_under_the_data_folder(tmp_path)
     assert "height<=?720" in params["format"] and params["format_sort"] == ["res:720"]
     assert list(params["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 9.0}]
     assert Path(params["ffmpeg_location"]).is_file()
+
+
+def test_nothing_is_written_outside_the_data_folder(tmp_path, server, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    for var in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "TMPDIR"):
+        monkeypatch.setenv(var, str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(home))  # the process may have read TMPDIR already
+    monkeypatch.chdir(work)
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4"), server.url("/page.html")])
+    report = fetch_urls(urls, data_dir=work / "data", options=FetchOptions(**FAST))
+    assert (report.ok, report.failed) == (1, 1)
+    assert [p.name for p in work.iterdir()] == ["data"]
+    assert list(home.iterdir()) == []
