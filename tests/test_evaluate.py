@@ -111,3 +111,19 @@ def test_a_split_without_clips_is_a_clear_error(tmp_path, manifest):
     ckpt = save_tiny_checkpoint(tmp_path / "c.pt", residual=True)
     with pytest.raises(DataError, match="no 'val' clips"):
         evaluate(checkpoint=ckpt, manifest=manifest, split="val")
+
+
+def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split(tmp_path, manifest):
+    from typer.testing import CliRunner
+
+    from s2vmodel.cli import app
+
+    ckpt = save_tiny_checkpoint(tmp_path / "c.pt", residual=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert "av_sync" in result.output and "still" in result.output
+    assert json.loads((tmp_path / "e.json").read_text())["clips"] == 1
+    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--split", "val"])
+    assert result.exit_code == 1
+    assert "no 'val' clips" in result.output

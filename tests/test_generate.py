@@ -190,3 +190,19 @@ def test_bad_inputs_are_named_with_what_to_do(tmp_path, ckpt, image):
     with pytest.raises(ValueError, match=r"name the output \.mp4"):
         generate(checkpoint=ckpt, image=image, audio=sound, out=tmp_path / "o.gif")
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_generate_writes_the_video_and_exits_1_on_a_bad_image(tmp_path, ckpt, image):
+    from s2vmodel.cli import app
+
+    sound = write_sound(tmp_path / "a.wav", tone(1.0, SR), SR)
+    runner = CliRunner()
+    args = ["generate", "--checkpoint", str(ckpt), "--audio", str(sound), "--out", str(tmp_path / "o.mp4"), "--scale", "2"]
+    result = runner.invoke(app, [*args, "--image", str(image)])
+    assert result.exit_code == 0, result.output
+    frames, _, _ = read_output(tmp_path / "o.mp4")
+    assert frames.shape == (30, 128, 128, 3)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    result = runner.invoke(app, [*args, "--image", str(tmp_path / "bad.png")])
+    assert result.exit_code == 1
+    assert "cannot read image" in result.output
