@@ -424,11 +424,12 @@ def test_registry_is_rewritten_in_batches_not_per_url(tmp_path, server, monkeypa
         return upsert(self, rows)
 
     monkeypatch.setattr(Registry, "upsert", counting_upsert)
-    urls = _write_urls(tmp_path / "urls.txt", [server.url(f"/missing.mp4?n={i}") for i in range(40)])
+    urls = _write_urls(tmp_path / "urls.txt", [server.url(f"/missing.mp4?n={i}") for i in range(24)])
     report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
-    assert report.reasons == {"http 404": 40}
-    assert sum(writes) == 40 and len(writes) <= 2
-    assert len(Registry(tmp_path / "data").rows()) == 40
+    assert report.reasons == {"http 404": 24}
+    # one write at the end, plus one per 10 s on a slow machine: far fewer than one per URL
+    assert sum(writes) == 24 and len(writes) <= 6
+    assert len(Registry(tmp_path / "data").rows()) == 24
 
 
 @pytest.mark.slow
