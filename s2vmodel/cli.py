@@ -136,5 +136,81 @@ def train(
 # ---------------------------------------------------------------- generate / evaluate (added below)
 
 
+@app.command()
+def generate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`, e.g. runs/NAME/checkpoints/latest.pt."),
+    image: Path = typer.Option(..., "--image", exists=True, dir_okay=False, help="Input image (PNG, JPEG, ...; any size: its centre square is used)."),
+    audio: Path = typer.Option(..., "--audio", exists=True, dir_okay=False, help="Input sound (WAV, FLAC, OGG, MP3, M4A, or a video with sound; any length, rate, channels)."),
+    out: Path = typer.Option(..., "--out", help="Output video, .mp4 (H.264 + AAC, 30 fps, the input sound muxed in)."),
+    scale: int = typer.Option(1, "--scale", min=1, max=16, help="Enlarge the frames K times (nearest neighbour) for viewing."),
+    strip: Optional[Path] = typer.Option(None, "--strip", dir_okay=False, help="Also write a Figure-2 style strip PNG (input image, frames every 20)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Generate a video that moves with AUDIO from one IMAGE, with the sound muxed in (exit 1 on unreadable input)."""
+    from s2vdata.media import MediaError
+    from s2vmodel.checkpoint import CheckpointError
+    from s2vmodel.generate import generate as run_generate
+
+    try:
+        report = run_generate(checkpoint=checkpoint, image=image, audio=audio, out=out, scale=scale, strip=strip, device=device)
+    except (CheckpointError, MediaError, ValueError, OSError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=1) from None
+    speed = report.seconds / report.elapsed_s if report.elapsed_s > 0 else float("inf")
+    console.print(
+        f"wrote {report.out}: {report.frames} frames ({report.size}x{report.size}, 30 fps) for {report.seconds:.2f} s of sound "
+        f"in {report.elapsed_s:.1f} s ({speed:.1f}x real time)"
+    )
+    if report.strip:
+        console.print(f"strip: {report.strip}")
+
+
+@app.command()
+def evaluate(
+    manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest CSV written by `s2vdata build`, e.g. manifests/hand.csv."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`."),
+    split: str = typer.Option("test", "--split", help="Manifest split to evaluate: train, val or test."),
+    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write the results (means and per clip) as JSON."),
+    strips: Optional[Path] = typer.Option(None, "--strips", file_okay=False, help="Folder for Figure-2 strips (generated over real) of a few clips."),
+    strip_count: int = typer.Option(4, "--strip-count", min=1, help="How many clips get a strip."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Evaluate only the first N clips (0 = all)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Score a checkpoint on every clip of a split: l1/psnr/ssim against the real frames, av_sync/av_align against the sound."""
+    from s2vmodel.checkpoint import CheckpointError
+    from s2vmodel.data import DataError
+    from s2vmodel.evaluate import BASELINES, METRICS, evaluate as run_evaluate, write_json
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"evaluate {split}", total=None)
+        try:
+            result = run_evaluate(
+                checkpoint=checkpoint, manifest=manifest, split=split, strips_dir=strips, strips=strip_count, limit=limit,
+                device=device, on_clip=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except (CheckpointError, DataError, FileNotFoundError, ValueError) as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(code=1) from None
+    table = Table(title=f"{manifest} split {split}: {result['clips']} clips")
+    table.add_column("")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for name in BASELINES:
+        cells = [("—" if result[name][m] is None else f"{result[name][m]:.4f}") for m in METRICS]
+        table.add_row(name, *cells)
+    typer.echo("")
+    Console().print(table)
+    for name in result["skipped"]:
+        console.print(f"[yellow]skipped malformed clip:[/yellow] {name}")
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"results: {json_out}")
+    if strips is not None:
+        console.print(f"strips: {strips}")
+    if result["clips"] == 0:
+        console.print("[red]error:[/red] no clip could be read: see the skipped clips above")
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     app()
