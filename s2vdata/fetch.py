@@ -321,10 +321,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _YdlLog:
-    """Routes yt-dlp's messages to logging, tagged with the source id (yt-dlp's own words stay in the log)."""
+    """Routes yt-dlp's messages to logging, tagged with the current source id (yt-dlp's words stay in the log)."""
 
-    def __init__(self, source_id: str):
-        self.source_id = source_id
+    def __init__(self) -> None:
+        self.source_id = ""
 
     def debug(self, msg: str) -> None:
         log.debug("%s: %s", self.source_id, msg)
@@ -367,14 +367,9 @@ def format_sort(max_height: int) -> list[str]:
     return [f"res:{int(max_height)}"]
 
 
-def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Callable[[int], None]) -> dict:
-    last = {"n": 0}
-
-    def hook(d: dict) -> None:
-        n = d.get("downloaded_bytes") or 0
-        # on_bytes is called on every report, even with nothing new: it is where an interrupted run stops us
-        on_bytes(max(0, n - last["n"]) if d.get("status") in ("downloading", "finished") else 0)
-        last["n"] = 0 if d.get("status") == "finished" else max(last["n"], n)
+def _ydl_params(*, options: FetchOptions, logger: _YdlLog, hook: Callable[[dict], None],
+                cookiefile: Path | None) -> dict:
+    """Returns the yt-dlp parameters shared by every download of a run (per-download ones: `_job_params`)."""
 
     def sleep(n: int) -> float:
         return options.backoff_s * 2**n
@@ -387,18 +382,16 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
         # the Python API reads no configuration file (only yt-dlp's command line does); its cache stays off
         "cachedir": False,
         "noplaylist": True,
-        "logger": _YdlLog(job.source_id),
+        "logger": logger,
         "socket_timeout": options.socket_timeout,
         "retries": options.retries,
         "fragment_retries": options.retries,
         "extractor_retries": options.retries,
         "retry_sleep_functions": {"http": sleep, "fragment": sleep, "extractor": sleep},
-        "paths": {"home": str(work), "temp": str(work)},
-        # the file is named from the source id (itself from the video id), never from the title
-        "outtmpl": {"default": f"{job.source_id}.%(ext)s"},
         "format": format_selector(options.max_height),
         "format_sort": format_sort(options.max_height),
         "ffmpeg_location": ffmpeg_location(),
+        "force_keyframes_at_cuts": False,
         "overwrites": True,
         "progress_hooks": [hook],
         "enable_file_urls": options.allow_local_urls,
@@ -407,30 +400,57 @@ def _ydl_params(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Calla
         params["ratelimit"] = parse_bytes(options.rate_limit)
     if options.proxy:
         params["proxy"] = options.proxy
-    if options.cookies:
-        # yt-dlp saves its cookie jar back on close: hand it a private copy, so the user's file is never written
-        copy = work / "cookies.txt"
-        shutil.copyfile(options.cookies, copy)
-        params["cookiefile"] = str(copy)
-    if job.section:
-        params["download_ranges"] = download_range_func(None, [job.section])
-        params["force_keyframes_at_cuts"] = False
+    if cookiefile:
+        params["cookiefile"] = str(cookiefile)
     return params
 
 
-def _download_once(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Callable[[int], None]) -> tuple[Path, dict]:
-    """Returns the downloaded file and yt-dlp's info dict; raises DownloadError/_Failure."""
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    # yt-dlp checks for ffmpeg before a partial (sections) download without reading `ffmpeg_location`,
-    # only this context variable (what its own --ffmpeg-location sets); threads start with it unset
-    location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
-    if location is not None:
-        location.set(ffmpeg_location())
-    params = _ydl_params(job, work=work, options=options, on_bytes=on_bytes)
-    with yt_dlp.YoutubeDL(params) as ydl:
-        info = ydl.extract_info(job.url, download=False, process=False)
+def _job_params(job: _Job, *, work: Path) -> dict:
+    """Returns the yt-dlp parameters of one download: where it goes, its file name, its time range."""
+    params = {
+        "paths": {"home": str(work), "temp": str(work)},
+        # the file is named from the source id (itself from the video id), never from the title
+        "outtmpl": {"default": f"{job.source_id}.%(ext)s"},
+    }
+    if job.section:
+        params["download_ranges"] = download_range_func(None, [job.section])
+    return params
+
+
+class _Session:
+    """One worker thread's yt-dlp instance, reused from URL to URL: building one costs more than a small
+    download (its extractor list, a TLS context)."""
+
+    def __init__(self, *, options: FetchOptions, cookiefile: Path | None):
+        self.logger = _YdlLog()
+        self.on_bytes: Callable[[int], None] = lambda n: None
+        self._last = 0
+        # yt-dlp checks for ffmpeg before a partial (sections) download without reading `ffmpeg_location`,
+        # only this context variable (what its own --ffmpeg-location sets); threads start with it unset
+        location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
+        if location is not None:
+            location.set(ffmpeg_location())
+        self.ydl = yt_dlp.YoutubeDL(_ydl_params(options=options, logger=self.logger, hook=self._hook,
+                                                cookiefile=cookiefile))
+
+    def _hook(self, d: dict) -> None:
+        n = d.get("downloaded_bytes") or 0
+        # on_bytes is called on every report, even with nothing new: it is where an interrupted run stops us
+        self.on_bytes(max(0, n - self._last) if d.get("status") in ("downloading", "finished") else 0)
+        self._last = 0 if d.get("status") == "finished" else max(self._last, n)
+
+    def download(self, job: _Job, *, work: Path, on_bytes: Callable[[int], None]) -> tuple[Path, dict]:
+        """Returns the downloaded file and yt-dlp's info dict; raises YoutubeDLError/_Failure."""
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        self.logger.source_id, self.on_bytes, self._last = job.source_id, on_bytes, 0
+        # yt-dlp reads these per download: setting them is how one instance serves many URLs
+        params = _job_params(job, work=work)
+        self.ydl.params["outtmpl"].update(params.pop("outtmpl"))
+        self.ydl.params.pop("download_ranges", None)  # yt-dlp wants it absent, not None, for a whole video
+        self.ydl.params.update(params)
+        info = self.ydl.extract_info(job.url, download=False, process=False)
         if info is None:
             raise _Failure("no video found")
         if info.get("_type") in ("playlist", "multi_video"):
@@ -439,14 +459,52 @@ def _download_once(job: _Job, *, work: Path, options: FetchOptions, on_bytes: Ca
             if len(first_two) != 1:
                 raise _Failure("playlist", f"{job.url} is a playlist or channel: list its videos' URLs, one per line")
             info = first_two[0]
-        info = ydl.process_ie_result(info, download=True)
-    if info is None:
-        raise _Failure("no video found")
-    done = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
-    done = [p for p in done if p.is_file()]
-    if not done:
-        raise _Failure("no video found", "yt-dlp finished without a file")
-    return done[0], info
+        info = self.ydl.process_ie_result(info, download=True)
+        if info is None:
+            raise _Failure("no video found")
+        done = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
+        done = [p for p in done if p.is_file()]
+        if not done:
+            raise _Failure("no video found", "yt-dlp finished without a file")
+        return done[0], info
+
+    def close(self) -> None:
+        self.ydl.close()
+
+
+class _Sessions:
+    """A `_Session` per worker thread, made on first use; `close` ends them all and removes cookie copies."""
+
+    def __init__(self, *, options: FetchOptions, folder: Path):
+        self.options = options
+        self.folder = folder
+        self._local = threading.local()
+        self._all: list[_Session] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> _Session:
+        """Returns this thread's session."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            cookiefile = None
+            if self.options.cookies:
+                # yt-dlp saves its cookie jar back on close: each session gets a private copy, so the
+                # user's file is never written and two threads never write one file
+                self.folder.mkdir(parents=True, exist_ok=True)
+                cookiefile = self.folder / f"cookies-{threading.get_ident()}.txt"
+                shutil.copyfile(self.options.cookies, cookiefile)
+            session = self._local.session = _Session(options=self.options, cookiefile=cookiefile)
+            with self._lock:
+                self._all.append(session)
+        return session
+
+    def close(self) -> None:
+        """Closes every session and deletes the cookie copies."""
+        with self._lock:
+            sessions, self._all = self._all, []
+        for session in sessions:
+            session.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
@@ -479,7 +537,7 @@ def _row(job: _Job, *, status: str, reason: str = "", added_at: str = "") -> dic
     }
 
 
-def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: str,
+def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, sessions: _Sessions, added_at: str,
                on_bytes: Callable[[int], None]) -> dict | None:
     """Returns the registry row of one job after downloading it (or failing, with a reason);
     None when the run was interrupted first (on_bytes raises _Cancelled then)."""
@@ -496,7 +554,7 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, added_at: st
         for attempt in range(options.retries + 1):
             on_bytes(0)
             try:
-                path, info = _download_once(job, work=work, options=options, on_bytes=on_bytes)
+                path, info = sessions.get().download(job, work=work, on_bytes=on_bytes)
                 break
             except YoutubeDLError as e:
                 reason, transient = classify(e)
@@ -710,6 +768,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
             shutil.rmtree(leftover, ignore_errors=True)
     emit("start")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="fetch")
+    sessions = _Sessions(options=options, folder=data_dir / _TMP / ".sessions")
     queue = iter(requests)
     running: dict[concurrent.futures.Future, _Job] = {}
     try:
@@ -718,7 +777,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
                 job = next_job(queue)
                 if job is None:
                     break
-                future = pool.submit(_fetch_one, job, data_dir=data_dir, options=options,
+                future = pool.submit(_fetch_one, job, data_dir=data_dir, options=options, sessions=sessions,
                                      added_at=added_at(job), on_bytes=on_bytes)
                 running[future] = job
             if not running:
@@ -738,6 +797,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         raise
     finally:
         pool.shutdown(wait=not cancel.is_set())
+        sessions.close()
         flush()
         # leave no empty temporary folders behind; a folder still holding something is kept to inspect
         for folder in (data_dir / _TMP, data_dir / _TMP.parent):

@@ -459,24 +459,22 @@ def test_fetched_source_builds_into_clips_that_carry_its_url(tmp_path, server, m
 
 
 def test_yt_dlp_gets_the_options_and_writes_only_under_the_data_folder(tmp_path):
-    from s2vdata.fetch import _Job, _ydl_params
+    from s2vdata.fetch import _Job, _job_params, _ydl_params, _YdlLog
 
-    cookies = tmp_path / "cookies.txt"
-    cookies.write_text("# Netscape HTTP Cookie File\n")
-    work = tmp_path / "data" / "tmp" / "fetch" / "url-abc"
-    work.mkdir(parents=True)
     options = FetchOptions(socket_timeout=7.5, retries=2, rate_limit="2M", proxy="socks5://127.0.0.1:1080",
-                           cookies=cookies, max_height=720)
-    params = _ydl_params(_Job("url-abc", "https://example.org/v", "sea", (3.0, 9.0)), work=work,
-                         options=options, on_bytes=lambda n: None)
+                           max_height=720)
+    params = _ydl_params(options=options, logger=_YdlLog(), hook=lambda d: None, cookiefile=tmp_path / "c.txt")
     assert (params["socket_timeout"], params["retries"], params["fragment_retries"]) == (7.5, 2, 2)
     assert params["ratelimit"] == 2 * 1024 * 1024 and params["proxy"] == "socks5://127.0.0.1:1080"
-    assert params["cachedir"] is False and params["paths"] == {"home": str(work), "temp": str(work)}
-    assert params["outtmpl"] == {"default": "url-abc.%(ext)s"}  # from the id, never the title
-    assert Path(params["cookiefile"]).parent == work and Path(params["cookiefile"]).read_text() == cookies.read_text()
+    assert params["cachedir"] is False and params["cookiefile"] == str(tmp_path / "c.txt")
     assert "height<=?720" in params["format"] and params["format_sort"] == ["res:720"]
-    assert list(params["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 9.0}]
     assert Path(params["ffmpeg_location"]).is_file()
+
+    work = tmp_path / "data" / "tmp" / "fetch" / "url-abc"
+    per_job = _job_params(_Job("url-abc", "https://example.org/v", "sea", (3.0, 9.0)), work=work)
+    assert per_job["paths"] == {"home": str(work), "temp": str(work)}
+    assert per_job["outtmpl"] == {"default": "url-abc.%(ext)s"}  # from the id, never the title
+    assert list(per_job["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 9.0}]
 
 
 def test_nothing_is_written_outside_the_data_folder(tmp_path, server, monkeypatch):
