@@ -35,6 +35,7 @@ from yt_dlp.utils import (DownloadError, ExtractorError, UnsupportedError, Youtu
 
 from s2vdata.media import MediaError, probe
 from s2vdata.registry import Registry, now_iso
+from s2vdata.targets import load_targets
 
 log = logging.getLogger(__name__)
 
@@ -642,6 +643,19 @@ def _same(a: dict, b: dict) -> bool:
     return all(_cell(a.get(k)) == _cell(b.get(k)) for k in set(a) | set(b))
 
 
+def _warn_unknown_targets(lines: list[UrlLine]) -> None:
+    # a typo in a target is not fatal (the file still lands), but no `build --target` would pick it up
+    try:
+        known = set(load_targets())
+    except ValueError as e:
+        log.warning("cannot check target names: %s", e)
+        return
+    unknown = collections.Counter(target for _, target, _ in lines if target and target not in known)
+    for name, n in unknown.items():
+        log.warning("target %r (%d URL(s)) is not a known preset (%s): `build --target %s` needs one "
+                    "(add it with a targets TOML file)", name, n, ", ".join(sorted(known)), name)
+
+
 def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progress=None) -> FetchReport:
     """Returns a FetchReport after downloading every URL of `urls_file` into `data_dir` and registering it.
 
@@ -674,6 +688,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
     if missing:
         log.warning("%d URL(s) have no target (first: %s): give one after the URL or pass --target",
                     len(missing), missing[0])
+    _warn_unknown_targets(lines)
     requests = _requests(lines, options=options)
     registry = Registry(data_dir)
     existing = {r["source_id"]: r for r in registry.rows()}

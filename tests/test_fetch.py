@@ -490,3 +490,11 @@ def test_nothing_is_written_outside_the_data_folder(tmp_path, server, monkeypatc
     assert (report.ok, report.failed) == (1, 1)
     assert [p.name for p in work.iterdir()] == ["data"]
     assert list(home.iterdir()) == []
+
+
+def test_unknown_target_is_fetched_with_a_warning(tmp_path, server, caplog):
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4") + " hnad"])
+    with caplog.at_level("WARNING", logger="s2vdata.fetch"):
+        report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    assert report.ok == 1 and report.rows[0]["target"] == "hnad"
+    assert "target 'hnad' (1 URL(s)) is not a known preset" in caplog.text
