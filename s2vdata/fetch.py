@@ -195,6 +195,13 @@ def source_id_for(url: str) -> str:
     the same video share it; a direct link or an unknown page gets
     `url-<hash of the URL>` (its fragment dropped).
     """
+    parts = urllib.parse.urlsplit(url.strip())
+    video = urllib.parse.parse_qs(parts.query).get("v")
+    host = parts.hostname or ""
+    if video and (host == "youtube.com" or host.endswith(".youtube.com")):
+        # a video opened from a playlist (`watch?v=X&list=Y`) matches the playlist extractor, yet
+        # noplaylist makes yt-dlp fetch video X: name it after X, as `watch?v=X` is
+        url = f"https://www.youtube.com/watch?v={video[0]}"
     for ie in _extractors():
         if ie.suitable(url):
             video_id = ie.get_temp_id(url)

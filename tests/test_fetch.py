@@ -95,6 +95,8 @@ def test_source_id_from_video_id_or_url_hash():
     watch = source_id_for("https://www.youtube.com/watch?v=dQw4w9WgXcQ")
     assert watch == "youtube-dQw4w9WgXcQ"
     assert source_id_for("https://youtu.be/dQw4w9WgXcQ") == watch
+    assert source_id_for("https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PLabc&index=3") == watch
+    assert source_id_for("https://www.youtube.com/playlist?list=PLabc") == "youtubetab-PLabc"
     direct = source_id_for("http://127.0.0.1:8000/v/clip.mp4")
     assert direct.startswith("url-") and "." not in direct
     assert source_id_for("http://127.0.0.1:8000/v/clip.mp4#t=3") == direct
