@@ -186,7 +186,8 @@ def plan_hand(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
         g = gap[i]
         lift = -0.04 * s * (1.0 - g / rest_gap)  # hands rise a little as they meet
         for side in (-1, 1):
-            px = cx + side * (g / 2 + half_w)
+            # whole pixels, mirrored about the meeting column, so the palms touch exactly when g == 0
+            px = round(cx) + side * (round(g / 2) + round(half_w))
             py = cy + lift
             arm = np.array(
                 [
@@ -204,7 +205,7 @@ def plan_hand(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
             sl[0, 0] = int(px + side * spread * 0.6 - 0.9 * half_w)
             sl[1, 0] = int(px + side * spread * 0.6 + 0.9 * half_w)
             cv2.fillPoly(img, [sl], _rgb(sleeve), LINE)
-            cv2.ellipse(img, (int(px), int(py)), (int(half_w), int(half_h)), 0, 0, 360, _rgb(skin), -1, LINE)
+            cv2.ellipse(img, (int(px), int(py)), (round(half_w), int(half_h)), 0, 0, 360, _rgb(skin), -1, LINE)
             thumb = (int(px - side * 0.1 * half_w), int(py + 0.05 * half_h))
             cv2.ellipse(img, thumb, (int(0.35 * half_w), int(0.45 * half_h)), side * 25, 0, 360, _rgb(skin * 0.85), -1, LINE)
 
@@ -384,16 +385,17 @@ def plan_fireworks(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                 light = np.exp(-u / b["fade"])
                 if light < 0.03:
                     continue
-                if u < 0.1:  # the flash of the burst itself
-                    flash = np.exp(-u / 0.04)
-                    core = int(0.04 * s * (1 + u / 0.1))
-                    cv2.circle(img, (int(b["xb"]), int(b["yb"])), core, _rgb(sky + (0.5 * (255 + b["colour"]) - sky) * flash), -1, LINE)
                 r = b["radius"] * (1 - np.exp(-(u + 0.025) / 0.15))
                 pts = b["dirs"] * r + np.array([b["xb"], b["yb"] + 0.5 * b["gravity"] * u * u])
                 col = _rgb(sky + (b["colour"] - sky) * light)
                 size = max(1, int(round(dot * (0.6 + 0.4 * light))))
                 for x, y in pts.astype(int):
                     cv2.circle(img, (int(x), int(y)), size, col, -1, LINE)
+                if u < 0.1:  # the white flash of the burst itself, over its first sparks
+                    flash = np.exp(-u / 0.04)
+                    core = int(0.05 * s * (1 + u / 0.1))
+                    white = 0.8 * 255 + 0.2 * b["colour"]
+                    cv2.circle(img, (int(b["xb"]), int(b["yb"])), core, _rgb(sky + (white - sky) * flash), -1, LINE)
 
     def sound(onsets: list[int], n: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.float32)
@@ -452,6 +454,7 @@ def plan_sea(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                 depth=rng.uniform(0.3, 0.75) * beach,
                 phase=rng.uniform(0, 2 * np.pi),
                 wavelength=rng.uniform(0.3, 0.8) * s,
+                splash=snd.splash(rng, sample_rate=sr) * rng.uniform(0.5, 0.8),
             )
         )
     roar = snd.roar_noise(rng, n=int(round(geo.frames / geo.fps * sr)) + sr, sample_rate=sr)
@@ -487,15 +490,17 @@ def plan_sea(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
         for onset, w in zip(onsets, waves):
             length = int(6 * w["fade"] * sr)
             snd.add_at(env, onset, _foam(np.arange(length) / sr, w["amp"], w["fade"]).astype(np.float32))
-        return env * roar[:n] * 0.3
+        out = env * roar[:n] * 0.3
+        for onset, w in zip(onsets, waves):  # the slap of the crash: broadband and short
+            snd.add_at(out, onset, w["splash"])
+        return out
 
     return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=sound, floor_db=-45.0)
 
 
 def _foam(u: np.ndarray, amp: float, fade: float) -> np.ndarray:
-    """Returns the foam amount at times u after the crash: the splash, a swell to full, an exponential fade."""
-    splash = 0.8 * np.exp(-u / 0.05)
-    return np.where(u >= 0, amp * ((0.6 + 0.4 * (1 - np.exp(-u / 0.06))) * np.exp(-u / fade) + splash), 0.0)
+    """Returns the foam amount at times u after the crash: a jump to 60 %, a swell to full, an exponential fade."""
+    return np.where(u >= 0, amp * (0.6 + 0.4 * (1 - np.exp(-u / 0.06))) * np.exp(-u / fade), 0.0)
 
 
 PLANS: dict[str, Callable[[np.random.Generator, Geometry], ScenePlan]] = {

@@ -87,8 +87,9 @@ def bang(rng: np.random.Generator, *, sample_rate: int) -> np.ndarray:
     cutoff = rng.uniform(400.0, 900.0)
     rumble = _shaped_noise(rng, n=n, sample_rate=sample_rate, gain=lambda f: 1.0 / (1.0 + (f / cutoff) ** 2))
     rumble *= np.exp(-t / rng.uniform(0.35, 0.7))
-    crack = rng.standard_normal(n) * np.exp(-t / 0.005)
-    x = 0.9 * boom + 0.7 * rumble + 0.35 * crack / 3.0
+    # the report: a sharp broadband crack that marks the instant of the burst
+    crack = _shaped_noise(rng, n=n, sample_rate=sample_rate, gain=lambda f: np.ones_like(f)) * np.exp(-t / 0.006)
+    x = 0.9 * boom + 0.7 * rumble + 0.9 * crack
     return (x / (np.abs(x).max() + 1e-12)).astype(np.float32)
 
 
@@ -107,6 +108,14 @@ def vowel(*, envelope: np.ndarray, f0: np.ndarray, vowel_name: str, sample_rate:
         x += (weight + 0.01) / h**0.5 * np.sin(h * phase)
     x *= envelope / (np.abs(x).max() + 1e-12)
     return x.astype(np.float32)
+
+
+def splash(rng: np.random.Generator, *, sample_rate: int) -> np.ndarray:
+    """Returns the slap of a breaking wave: a bright noise burst decaying over about 0.1 s (peak 1)."""
+    n = int(0.4 * sample_rate)
+    t = np.arange(n) / sample_rate
+    x = _shaped_noise(rng, n=n, sample_rate=sample_rate, gain=lambda f: 1.0 / (1.0 + (f / 6000.0) ** 2)) * np.exp(-t / rng.uniform(0.03, 0.06))
+    return (x / (np.abs(x).max() + 1e-12)).astype(np.float32)
 
 
 def roar_noise(rng: np.random.Generator, *, n: int, sample_rate: int) -> np.ndarray:
