@@ -730,7 +730,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Path, options: FetchOptions, progre
         if pending:
             registry.upsert(list(pending))
             pending.clear()
-        last_flush = started = time.monotonic()
+        last_flush = time.monotonic()
 
     def finish(job: _Job, row: dict, *, fetched: bool) -> None:
         old = existing.get(job.source_id)

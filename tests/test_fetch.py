@@ -172,6 +172,7 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     finished = [e for e in events if e["event"] == "url"]
     assert [e["done"] for e in finished] == list(range(1, 11))
     assert events[-1]["bytes"] >= len(media["good.mp4"]) + len(media["other.mp4"])
+    assert events[-1]["rate"] > 0
 
     # a second run: ok rows untouched, failed ones tried again and failing the same way -> nothing rewritten
     files, registry = _mtimes(data / "sources"), (data / "sources.csv").stat().st_mtime_ns
