@@ -568,14 +568,15 @@ def _fetch_one(job: _Job, *, data_dir: Path, options: FetchOptions, sessions: _S
                 reason, transient = classify(e)
                 # yt-dlp already retried inside the download itself; only a failed extraction is retried here
                 extraction = any(isinstance(x, (ExtractorError, RequestError, TransportError)) for x in _chain(e))
-                log.warning("%s: attempt %d of %s failed (%s): %s", job.source_id, attempt + 1, job.url, reason,
-                            _one_line(e))
                 if not (transient and extraction) or attempt == options.retries:
-                    raise _Failure(reason, str(e)) from e
+                    raise _Failure(reason, _one_line(e)) from e
+                log.info("%s: attempt %d of %s failed (%s), trying again: %s", job.source_id, attempt + 1, job.url,
+                         reason, _one_line(e))
                 time.sleep(options.backoff_s * 2**attempt)
         row = _land(job, path=path, info=info, data_dir=data_dir, added_at=added_at)
     except _Failure as e:
-        log.info("%s: failed (%s)", job.source_id, e.reason)
+        # one line per failed URL, with yt-dlp's own words: the registry keeps only the short reason
+        log.warning("%s: %s failed (%s): %s", job.source_id, job.url, e.reason, e)
         return _row(job, status="failed", reason=e.reason, added_at=added_at)
     except _Cancelled:
         log.info("%s: interrupted; its partial download is removed", job.source_id)
