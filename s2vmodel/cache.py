@@ -30,13 +30,18 @@ from s2vmodel.data import ClipRef, decode_sample
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 72  # 286 * 64 / 256, rounded
+CACHE_SIZE = 72  # 286 * 64 / 256, rounded: the paper's crop
 VERSION = "s2v-cache-1"
 
 
-def cache_key(manifests: list[Path], *, split: str) -> str:
-    """Return the cache folder name for these manifests' current contents and split."""
-    digest = hashlib.sha256(VERSION.encode())
+def cache_size(*, crop: int, out: int = 64) -> int:
+    """Return the side at which to cache 286 px frames so that an `out` px crop there matches a `crop` px crop of 286."""
+    return round(CLIP.size * out / crop)
+
+
+def cache_key(manifests: list[Path], *, split: str, size: int = CACHE_SIZE) -> str:
+    """Return the cache folder name for these manifests' current contents, split and frame size."""
+    digest = hashlib.sha256(f"{VERSION}/{size}".encode())
     for manifest in sorted(Path(m).resolve() for m in manifests):
         digest.update(str(manifest).encode())
         digest.update(manifest.read_bytes())
@@ -52,6 +57,7 @@ class ClipCache:
         index = json.loads((self.folder / "index.json").read_text())
         self.names: list[str] = index["names"]
         self.ok: list[bool] = index["ok"]
+        self.size: int = index["size"]
         self._frames: np.ndarray | None = None
         self._audio: np.ndarray | None = None
 
@@ -64,9 +70,9 @@ class ClipCache:
 
     @property
     def frames(self) -> np.ndarray:
-        """Return the (N, 120, 72, 72, 3) uint8 frame map."""
+        """Return the (N, 120, size, size, 3) uint8 frame map (size 72 for the paper's crop)."""
         if self._frames is None:
-            shape = (len(self), CLIP.frames, CACHE_SIZE, CACHE_SIZE, 3)
+            shape = (len(self), CLIP.frames, self.size, self.size, 3)
             self._frames = np.memmap(self.folder / "frames.u8", dtype=np.uint8, mode="r", shape=shape)
         return self._frames
 
@@ -83,6 +89,7 @@ def build_cache(
     refs: list[ClipRef],
     *,
     folder: Path,
+    size: int = CACHE_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClipCache:
     """Return the cache of refs in folder, decoding every clip once when it is not complete yet."""
@@ -93,7 +100,7 @@ def build_cache(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     n = len(refs)
-    frame_map = np.memmap(tmp / "frames.u8", dtype=np.uint8, mode="w+", shape=(n, CLIP.frames, CACHE_SIZE, CACHE_SIZE, 3))
+    frame_map = np.memmap(tmp / "frames.u8", dtype=np.uint8, mode="w+", shape=(n, CLIP.frames, size, size, 3))
     audio_map = np.memmap(tmp / "audio.i16", dtype=np.int16, mode="w+", shape=(n, CLIP.samples))
     slot = {(str(r.shard), r.key): i for i, r in enumerate(refs)}
     ok = [False] * n
@@ -111,7 +118,7 @@ def build_cache(
             except MediaError as err:
                 log.warning("cache: skipping malformed clip %s: %s", refs[i].clip_id, err)
             else:
-                frame_map[i] = np.stack([cv2.resize(f, (CACHE_SIZE, CACHE_SIZE), interpolation=cv2.INTER_AREA) for f in video])
+                frame_map[i] = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in video])
                 audio_map[i] = np.clip(np.round(wave * 32768.0), -32768, 32767).astype(np.int16)
                 ok[i] = True
             done += 1
@@ -121,7 +128,7 @@ def build_cache(
     audio_map.flush()
     del frame_map, audio_map
     names = [f"{r.clip_id} ({r.shard.name}:{r.key})" for r in refs]
-    (tmp / "index.json").write_text(json.dumps({"names": names, "ok": ok, "size": CACHE_SIZE, "version": VERSION}))
+    (tmp / "index.json").write_text(json.dumps({"names": names, "ok": ok, "size": size, "version": VERSION}))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast on CUDA (ignored on CPU)
+    threads: int = 0  # torch CPU threads per rank (0 = torch's default); 1 is far faster on a busy machine
     log_every: int = 50  # steps between metrics lines
     sample_every: int = 1000  # steps between sample strips and videos
     ckpt_every: int = 500  # steps between writes of checkpoints/latest.pt

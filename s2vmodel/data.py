@@ -106,7 +106,7 @@ def sample_from_full(
 def sample_from_cached(
     frames: np.ndarray, wave: np.ndarray, *, rng: np.random.Generator, data: DataConfig
 ) -> dict[str, np.ndarray | int]:
-    """Return one training sample from cached 72 px frames (120, 72, 72, 3): random start and 64 px crop."""
+    """Return one training sample from cached frames (120, 72, 72, 3) for the paper's crop: random start and 64 px crop."""
     n, h, w, _ = frames.shape
     start = int(rng.integers(0, n - data.frames + 1))
     y = int(rng.integers(0, h - IMAGE_SIZE + 1))

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from s2vmodel import losses
 from s2vmodel.audio import slot_spectrogram
-from s2vmodel.cache import ClipCache, build_cache, cache_key
+from s2vmodel.cache import ClipCache, build_cache, cache_key, cache_size
 from s2vmodel.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from s2vmodel.config import Config
 from s2vmodel.data import ClipStream, DataError, TrainData, fixed_batch, load_clip_refs
@@ -109,6 +108,7 @@ def resumed_config(saved: Config, asked: Config) -> Config:
         steps=asked.train.steps,
         device=asked.train.device,
         amp=asked.train.amp,
+        threads=asked.train.threads,
         log_every=asked.train.log_every,
         sample_every=asked.train.sample_every,
         ckpt_every=asked.train.ckpt_every,
@@ -125,9 +125,10 @@ def prepare_data(
     refs = load_clip_refs(manifests, split=config.data.split)
     cache = None
     if config.data.cache:
-        folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split)
+        size = cache_size(crop=config.data.crop)
+        folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split, size=size)
         if info.is_main:
-            cache = build_cache(refs, folder=folder, progress=progress)
+            cache = build_cache(refs, folder=folder, size=size, progress=progress)
         barrier(info)
         if cache is None:
             cache = ClipCache(folder)
@@ -239,6 +240,9 @@ def _run(
     on_cache: Callable[[int, int], None] | None,
 ) -> TrainResult:
     device = resolve_device(config.train.device, info)
+    if config.train.threads > 0:
+        # spinning OpenMP threads that compete with other processes cost far more than they give
+        torch.set_num_threads(config.train.threads)
     mc, tc, dc = config.model, config.train, config.data
     torch.manual_seed(tc.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     generator = S2VGenerator(mc).to(device)
@@ -338,13 +342,11 @@ def _run(
 
         final = step == tc.steps
         metrics = {
-            "loss_d": float(loss_d),
-            "loss_g": float(loss_g),
-            "d_image": float(loss_di),
-            "d_video": float(loss_dv),
-            "adv_image": float(adv_i),
-            "adv_video": float(adv_v),
-            "l1": float(l1),
+            name: value.item()
+            for name, value in (
+                ("loss_d", loss_d), ("loss_g", loss_g), ("d_image", loss_di), ("d_video", loss_dv),
+                ("adv_image", adv_i), ("adv_video", adv_v), ("l1", l1),
+            )
         }
         if step % tc.log_every == 0 or final:
             elapsed = time.perf_counter() - window_start

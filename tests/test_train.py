@@ -1,0 +1,166 @@
+"""The trainer end to end: CLI run + resume, exact resumption, overfitting one clip, DDP on gloo, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from s2vmodel.checkpoint import load_generator
+from s2vmodel.cli import app
+from s2vmodel.config import resolve_config
+from s2vmodel.model import S2VGenerator
+from s2vmodel.train import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_model_data import make_dataset  # noqa: E402
+
+# small enough for a test step in well under a second: few frames, few channels
+FAST = {
+    "model": {"se_hidden": 8, "ngf": 8, "ndf": 8},
+    "data": {"frames": 16, "workers": 0, "val_clips": 1},
+    "train": {"log_every": 1, "sample_every": 100, "ckpt_every": 100, "threads": 1},
+}
+FAST_SET = [
+    "--set", "model.se_hidden=8", "--set", "model.ngf=8", "--set", "model.ndf=8", "--set", "data.frames=16",
+    "--set", "data.val_clips=1", "--set", "train.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("train-data"), clips=3, shards=1)
+
+
+def fast_config(*, steps: int, data: dict | None = None, **train_changes):
+    overrides = {k: dict(v) for k, v in FAST.items()}
+    overrides["train"].update(steps=steps, **train_changes)
+    overrides["data"].update(data or {})
+    return resolve_config(preset="tiny", overrides=overrides)
+
+
+def test_cli_trains_then_resumes_to_the_new_total(manifest, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "runs" / "t"
+    args = ["train", str(manifest), "--out", str(out), "--preset", "tiny", "--workers", "0",
+            "--cache", str(tmp_path / "cache"), *FAST_SET]
+    first = runner.invoke(app, [*args, "--steps", "4"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, [*args, "--steps", "6", "--resume"])
+    assert second.exit_code == 0, second.output
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["step"] == 6
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [4, 6]
+    assert {"loss_d", "loss_g", "l1", "val_l1", "steps_per_s", "clips_per_s"} <= set(lines[-1])
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["steps"] == 6 and config["model"]["ngf"] == 8
+    assert (out / "samples" / "step-000006.png").stat().st_size > 0
+    assert (out / "samples" / "step-000006.mp4").stat().st_size > 0
+    assert list((out / "tb").iterdir())
+    model, model_config = load_generator(out / "checkpoints" / "latest.pt")
+    assert model_config.ngf == 8 and not model.training
+
+
+def test_cli_refuses_to_overwrite_a_run_and_resume_without_one(manifest, tmp_path):
+    runner = CliRunner()
+    args = ["train", str(manifest), "--out", str(tmp_path / "r"), "--preset", "tiny", "--no-cache", "--workers", "0", *FAST_SET]
+    missing = runner.invoke(app, [*args, "--steps", "1", "--resume"])
+    assert missing.exit_code == 1 and "no checkpoint" in missing.output
+    assert runner.invoke(app, [*args, "--steps", "1"]).exit_code == 0
+    again = runner.invoke(app, [*args, "--steps", "2"])
+    assert again.exit_code == 1 and "--resume" in again.output
+
+
+def test_four_steps_equal_two_plus_resume_plus_two(manifest, tmp_path):
+    common = {"manifests": [manifest]}
+    streamed = {"cache": ""}  # the harder case: resuming inside a shard stream
+    train(**common, out=tmp_path / "a", config=fast_config(steps=4, ema=0.9, data=streamed))
+    train(**common, out=tmp_path / "b", config=fast_config(steps=2, ema=0.9, data=streamed))
+    train(**common, out=tmp_path / "b", config=fast_config(steps=4, ema=0.9, data=streamed), resume=True)
+    a = torch.load(tmp_path / "a" / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    assert torch.equal(a["data"], b["data"])
+    for part in ("generator", "generator_ema", "d_image", "d_video"):
+        for name, tensor in a[part].items():
+            assert torch.allclose(tensor.float(), b[part][name].float(), atol=1e-6), f"{part}.{name}"
+    # and training did change the weights, so the equality above is not trivial
+    torch.manual_seed(0)
+    initial = S2VGenerator(fast_config(steps=1).model).state_dict()
+    assert not torch.allclose(initial["generator.out.weight"], a["generator"]["generator.out.weight"])
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_one_clip(tmp_path):
+    one = make_dataset(tmp_path / "one", clips=1)
+    # no random crop and reconstruction only: what is left to learn is this clip's motion
+    config = fast_config(steps=40, batch_size=1, lr=5e-3, lambda_image=0.0, lambda_video=0.0, data={"crop": 286, "cache": str(tmp_path / "c")})
+    result = train([one], out=tmp_path / "run", config=config)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    start = sum(line["l1"] for line in lines[:3]) / 3
+    end = sum(line["l1"] for line in lines[-3:]) / 3
+    assert result.step == 40
+    assert end < 0.8 * start, (start, end)
+    assert lines[-1]["val_l1"] < 0.85 * lines[-1]["val_l1_still"]
+
+
+def test_empty_manifest_and_missing_shards_exit_1(manifest, tmp_path):
+    runner = CliRunner()
+    empty = tmp_path / "empty.csv"
+    empty.write_text(manifest.read_text().splitlines()[0] + "\n")
+    result = runner.invoke(app, ["train", str(empty), "--out", str(tmp_path / "e"), "--preset", "tiny", "--steps", "1"])
+    assert result.exit_code == 1 and "no 'train' clips" in result.output
+    gone = tmp_path / "gone.csv"
+    gone.write_text(manifest.read_text().replace("shards/hand-000000.tar", "shards/nowhere.tar"))
+    result = runner.invoke(app, ["train", str(gone), "--out", str(tmp_path / "g"), "--preset", "tiny", "--steps", "1"])
+    assert result.exit_code == 1 and "missing" in result.output
+
+
+def test_dry_run_prints_the_resolved_config_and_bad_settings_exit_2(manifest, tmp_path):
+    runner = CliRunner()
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[train]\nlr = 0.001\n[model]\nd_norm = 'instance'\n")
+    result = runner.invoke(
+        app, ["train", str(manifest), "--preset", "tiny", "--config", str(config_file), "--set", "train.ema=0.99", "--steps", "7", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.stdout)
+    assert resolved["train"]["lr"] == 0.001 and resolved["train"]["ema"] == 0.99 and resolved["train"]["steps"] == 7
+    assert resolved["model"]["d_norm"] == "instance" and resolved["preset"] == "tiny"
+    bad = runner.invoke(app, ["train", str(manifest), "--set", "train.nope=1", "--dry-run"])
+    assert bad.exit_code == 2 and "unknown setting train.nope" in bad.output
+    assert not (tmp_path / "runs").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_with_gloo_runs_two_steps_on_two_processes(manifest, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [
+        str(torchrun), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        "-m", "s2vmodel.cli", "train", str(manifest), "--out", str(out), "--preset", "tiny", "--steps", "2",
+        "--device", "cpu", "--workers", "0", "--cache", str(tmp_path / "cache"), "--batch-size", "1", *FAST_SET,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["step"] == 2
+    assert state["data"].shape[0] == 2  # both ranks' data positions are kept
+    assert len(state["rng"]["picks"]) == 2
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 2 and len(lines) == 1
