@@ -13,7 +13,7 @@ class ClipSpec:
     fps: int = 30  # frame rate of the clip grid
     sample_rate: int = 44_100  # audio sample rate
     size: int = 286  # frame side in pixels (square)
-    crf: int = 18  # x264 constant rate factor: visually lossless
+    qp: int = 18  # x264 constant quantiser of the clips: visually lossless, and reproducible bytes
 
     @property
     def frames(self) -> int:

@@ -399,7 +399,8 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
     if codec == "libx264":
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # a constant quantiser: CRF rate control does not give the same bytes twice (see encode_clip)
+        stream.options = {"qp": str(crf), "preset": "veryfast"}
     elif codec in ("libvpx", "libvpx-vp9"):
         stream.options = {"crf": str(max(crf, 4)), "b": "0"}
     else:
@@ -407,6 +408,30 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     if threads:
         stream.codec_context.thread_count = threads
     return stream
+
+
+class _YuvConverter:
+    """RGB arrays to yuv420p frames (BT.601, limited range), the same bytes every time.
+
+    swscale picks its SIMD path from the memory alignment of the picture and
+    the paths round differently, so the same clip could encode to other
+    bytes: OpenCV's conversion is bit-exact, and every byte of the frame,
+    line padding included, is written.
+    """
+
+    def __call__(self, img: np.ndarray) -> av.VideoFrame:
+        h, w = img.shape[:2]
+        if h % 2 or w % 2:
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
+        i420 = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+        frame = av.VideoFrame(w, h, "yuv420p")
+        planes = (i420[: w * h].reshape(h, w), i420[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
+                  i420[w * h * 5 // 4:].reshape(h // 2, w // 2))
+        for plane, data in zip(frame.planes, planes):
+            pad = plane.line_size - data.shape[1]
+            padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
+            plane.update(np.ascontiguousarray(padded).tobytes())
+        return frame
 
 
 def _to_float_audio(audio: np.ndarray) -> np.ndarray:
@@ -466,13 +491,14 @@ def write_video(
                 raise ValueError(f"{path}: cannot write {a.shape[1]} audio channels")
             as_ = container.add_stream(acodec, rate=sample_rate if acodec != "libopus" else 48_000, layout=layout)
         times = iter(frame_times) if frame_times is not None else None
+        to_yuv = _YuvConverter()
 
         def vframes():
             yield first
             yield from it
 
         for i, img in enumerate(vframes()):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame = to_yuv(img)
             t = next(times) if times is not None else video_start_s + i / fps
             frame.pts = round(t / time_base)
             frame.time_base = time_base
@@ -537,23 +563,39 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP)
     """Returns the (mp4, flac) bytes of one clip in the clip contract.
 
     The same arrays give the same bytes on any machine with the same library
-    versions: x264 runs on one thread and the muxer in bitexact mode.
+    versions: x264 runs on one thread at a constant quantiser, the colour
+    conversion is bit-exact, and the muxer runs in bitexact mode.
     """
     frames = np.asarray(frames)
     if frames.shape != (clip.frames, clip.size, clip.size, 3) or frames.dtype != np.uint8:
         raise ValueError(f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}")
     if np.shape(audio) != (clip.samples,):
         raise ValueError(f"clip audio must be ({clip.samples},), got {np.shape(audio)}")
+    # x264 reads past the edge of a picture whose sides are not multiples of 16, and what it
+    # finds there (uninitialised memory) changes the bytes: encode a padded picture and crop
+    # it away in the stream header (SPS cropping), so every decoder shows size x size
+    pad = (-clip.size) % 16
     with tempfile.TemporaryDirectory(prefix="s2v-clip-") as tmp:
         out = Path(tmp) / "clip.mp4"
         container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
         try:
-            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.crf, threads=1)
+            side = clip.size + pad
+            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=side, height=side, crf=clip.qp, threads=1)
+            # a constant quantiser, not CRF: x264's CRF rate control gave other bytes for the
+            # same pictures from one call to the next (seen on the first frame of a clip)
+            vs.options = {"qp": str(clip.qp), "preset": "veryfast"}
+            if pad:
+                vs.options = {**vs.options, "x264-params": f"crop-rect=0,0,{pad},{pad}"}
             vs.codec_context.flags |= av.codec.context.Flags.bitexact
-            vs.time_base = Fraction(1, clip.fps)
+            tb = Fraction(1, clip.fps)
+            vs.time_base = tb
+            vs.codec_context.time_base = tb
+            to_yuv = _YuvConverter()
             for i, img in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame = to_yuv(np.pad(img, ((0, pad), (0, pad), (0, 0)), mode="edge") if pad else img)
+                # an unset frame time base leaves x264's rate control reading garbage timestamps
                 frame.pts = i
+                frame.time_base = tb
                 for packet in vs.encode(frame):
                     container.mux(packet)
             for packet in vs.encode(None):

@@ -105,3 +105,20 @@ def marker_position(frame: np.ndarray) -> tuple[float, float]:
     red = (frame[..., 0] > 200) & (frame[..., 1] < 80) & (frame[..., 2] < 80)
     ys, xs = np.nonzero(red)
     return float(xs.mean()) / frame.shape[1], float(ys.mean()) / frame.shape[0]
+
+
+def lenient_targets(tmp: Path) -> Path:
+    """Returns a targets file whose `lenient` preset keeps every window that the plain checks allow."""
+    from dataclasses import fields
+
+    from s2vdata.targets import Target
+
+    lines = ['[targets.lenient]', 'base = "hand"']
+    for f in fields(Target):
+        if f.name.endswith("_max") or f.name.endswith("_max_frames"):
+            lines.append(f"{f.name} = {1_000_000 if f.type in ('int', int) or 'frames' in f.name else 1e9}")
+        elif f.name.endswith("_min"):
+            lines.append(f"{f.name} = -1e9")
+    path = tmp / "targets.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flashclick import click_slots, flash_slots, make_source, marker_position
+from flashclick import click_slots, flash_slots, lenient_targets, make_source, marker_position
 from s2vdata.build import build
 from s2vdata.config import CLIP, BuildSettings
 from s2vdata.ingest import ingest_paths
@@ -15,11 +15,6 @@ from s2vdata.manifest import read_manifest
 from s2vdata.media import decode_clip_audio, decode_clip_video
 from s2vdata.shards import read_shard
 from s2vdata.targets import get_target
-
-LENIENT = """
-[targets.lenient]
-base = "hand"
-"""
 
 CASES = {
     "30fps-44k-mp4": dict(fps=30.0, sample_rate=44_100, ext="mp4"),
@@ -34,23 +29,6 @@ CASES = {
     "rot90-mp4": dict(fps=30.0, sample_rate=44_100, ext="mp4", rotation=90),
     "rot270-mov": dict(fps=30.0, sample_rate=44_100, ext="mov", rotation=270),
 }
-
-
-def lenient_targets(tmp: Path) -> Path:
-    """Returns a targets file whose `lenient` preset keeps every window that the plain checks allow."""
-    from dataclasses import fields
-
-    from s2vdata.targets import Target
-
-    lines = ['[targets.lenient]', 'base = "hand"']
-    for f in fields(Target):
-        if f.name.endswith("_max") or f.name.endswith("_max_frames"):
-            lines.append(f"{f.name} = {1_000_000 if f.type in ('int', int) or 'frames' in f.name else 1e9}")
-        elif f.name.endswith("_min"):
-            lines.append(f"{f.name} = -1e9")
-    path = tmp / "targets.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
