@@ -231,7 +231,7 @@ def fetch(
     rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="e.g. 2M (bytes per second)"),
     cookies: Optional[Path] = typer.Option(None, "--cookies", exists=True, dir_okay=False, help="Netscape cookies file"),
     proxy: Optional[str] = typer.Option(None, "--proxy"),
-    allow_local_urls: bool = typer.Option(False, "--allow-local-urls", help="accept file:// and other local schemes"),
+    allow_local_urls: bool = typer.Option(False, "--allow-local-urls", help="also accept file:// URLs"),
     sections: bool = typer.Option(True, "--sections/--no-sections", help="download only the time ranges a line gives"),
     data: Path = DataOpt,
 ) -> None:
@@ -245,7 +245,7 @@ def fetch(
         task = progress.add_task("fetch", total=None, info="")
 
         def on_event(ev: dict) -> None:
-            info = f"{ev.get('bytes', 0) / 1e6:.1f} MB" if "bytes" in ev else ""
+            info = f"{ev.get('bytes', 0) / 1e6:.1f} MB  {ev.get('rate', 0) / 1e6:.1f} MB/s" if "bytes" in ev else ""
             progress.update(task, total=ev.get("total"), completed=ev.get("done", 0), info=info)
 
         try:
@@ -257,7 +257,7 @@ def fetch(
     table.add_column("outcome")
     table.add_column("count", justify="right")
     table.add_row("ok", str(rep.ok))
-    table.add_row("already there", str(rep.skipped))
+    table.add_row("already there / duplicate", str(rep.skipped))
     for reason, n in rep.reasons.most_common():
         table.add_row(f"[red]failed: {reason}[/red]", str(n))
     console.print(table)
