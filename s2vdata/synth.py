@@ -46,6 +46,7 @@ REFERENCE_SIDE = 286  # camera strengths are given in pixels at the clip size
 # Per-source variety of synth_sources: (width, height) and frame rates, drawn per source.
 SIZES = ((320, 320), (384, 288), (288, 384), (352, 352), (384, 288), (320, 320))
 FRAME_RATES = (30.0, 25.0, 30.0, 25.0, 30000 / 1001)
+SAMPLE_RATES = (44_100, 48_000, 44_100)  # the build resamples 48 kHz sound to the clip's 44.1 kHz
 
 
 @dataclass(frozen=True)
@@ -295,11 +296,14 @@ def synth_sources(
             pick = np.random.default_rng([seed, i, 7])
             width, height = SIZES[int(pick.integers(0, len(SIZES)))]
             fps = FRAME_RATES[int(pick.integers(0, len(FRAME_RATES)))]
-            scene = render(target, seed=(seed, i), seconds=seconds, fps=fps, width=width, height=height, defect=defect, strength=strength)
+            rate = SAMPLE_RATES[int(pick.integers(0, len(SAMPLE_RATES)))]
+            scene = render(
+                target, seed=(seed, i), seconds=seconds, fps=fps, sample_rate=rate, width=width, height=height, defect=defect, strength=strength
+            )
             tag = f"-{defect}" if defect else ""
             path = work / f"synth-{target}{tag}-{seed}-{i:04d}.mp4"
             write_video(path, scene.frames(), scene.audio, fps=fps, sample_rate=scene.sample_rate)
-            log.info("wrote %s (%dx%d, %.2f fps, %d events)", path.name, width, height, fps, len(scene.events_s))
+            log.info("wrote %s (%dx%d, %.2f fps, %d Hz, %d events)", path.name, width, height, fps, rate, len(scene.events_s))
             paths.append(path)
             origin = f"synth://{target}/{seed}/{i}"
             origins.append(origin if defect is None else f"{origin}?defect={defect}&strength={scene.strength}")

@@ -280,21 +280,24 @@ def plan_mouth(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
         cv2.ellipse(img, (int(cx), int(cy + 1.6 * fh)), (int(1.6 * fw), int(0.9 * fh)), 0, 0, 360, _rgb(shirt), -1, LINE)
         cv2.rectangle(img, (int(cx - 0.45 * fw), int(cy + 0.5 * fh)), (int(cx + 0.45 * fw), int(min(cy + 1.1 * fh, bottom))), _rgb(skin * 0.85), -1, LINE)
         cv2.ellipse(img, (int(cx), int(cy - 0.15 * fh)), (int(1.08 * fw), int(1.0 * fh)), 0, 0, 360, _rgb(hair), -1, LINE)
+        open_h = opening[i] * mh
+        drop = 0.6 * open_h  # the jaw drops as the mouth opens: the chin moves with the sound too
         cv2.ellipse(img, (int(cx), int(cy)), (int(fw), int(fh)), 0, 0, 360, _rgb(skin), -1, LINE)
+        cv2.ellipse(img, (int(cx), int(cy + 0.35 * fh + drop)), (int(0.8 * fw), int(0.65 * fh)), 0, 0, 360, _rgb(skin), -1, LINE)
         for side in (-1, 1):
             ex, ey = int(cx + side * 0.38 * fw), int(cy - 0.18 * fh)
             cv2.ellipse(img, (ex, ey), (int(0.18 * fw), int(0.09 * fh)), 0, 0, 360, (240, 240, 240), -1, LINE)
             cv2.circle(img, (ex, ey), int(0.08 * fw), (40, 30, 25), -1, LINE)
             cv2.line(img, (int(ex - 0.2 * fw), int(ey - 0.16 * fh)), (int(ex + 0.2 * fw), int(ey - 0.18 * fh)), _rgb(hair * 0.7), max(2, int(0.03 * fw)), LINE)
         cv2.ellipse(img, (int(cx), int(cy + 0.15 * fh)), (int(0.1 * fw), int(0.14 * fh)), 0, 0, 360, _rgb(skin * 0.85), -1, LINE)
-        open_h = opening[i] * mh
         w = mw * shape_w[i]
-        cv2.ellipse(img, (int(cx), int(my)), (int(w), int(0.16 * mw + open_h)), 0, 0, 360, _rgb(lips), -1, LINE)
+        mc = my + 0.5 * drop
+        cv2.ellipse(img, (int(cx), int(mc)), (int(w), int(0.16 * mw + open_h)), 0, 0, 360, _rgb(lips), -1, LINE)
         if open_h >= 1.0:
-            cv2.ellipse(img, (int(cx), int(my)), (int(0.82 * w), int(open_h)), 0, 0, 360, (60, 15, 20), -1, LINE)
-            cv2.ellipse(img, (int(cx), int(my - 0.7 * open_h)), (int(0.55 * w), max(1, int(0.25 * open_h))), 0, 0, 360, (235, 235, 225), -1, LINE)
+            cv2.ellipse(img, (int(cx), int(mc)), (int(0.82 * w), int(open_h)), 0, 0, 360, (60, 15, 20), -1, LINE)
+            cv2.ellipse(img, (int(cx), int(mc - 0.7 * open_h)), (int(0.55 * w), max(1, int(0.25 * open_h))), 0, 0, 360, (235, 235, 225), -1, LINE)
         else:
-            cv2.line(img, (int(cx - 0.85 * w), int(my)), (int(cx + 0.85 * w), int(my)), (90, 30, 35), 2, LINE)
+            cv2.line(img, (int(cx - 0.85 * w), int(mc)), (int(cx + 0.85 * w), int(mc)), (90, 30, 35), 2, LINE)
 
     def sound(onsets: list[int], n: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.float32)
@@ -369,7 +372,7 @@ def plan_fireworks(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                 bang=snd.bang(rng, sample_rate=geo.sample_rate) * rng.uniform(0.4, 0.9),
             )
         )
-    dot = max(2, int(round(0.008 * s)))
+    dot = max(2, int(round(0.01 * s)))
 
     def paint(img: np.ndarray, i: int) -> None:
         for b in bursts:

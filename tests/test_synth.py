@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from s2vdata.synth import DEFECTS, SIZES, TARGETS, onset_sample, render, synth_sources
+from s2vdata.synth import DEFECTS, SAMPLE_RATES, SIZES, TARGETS, onset_sample, render, synth_sources
 
 SECONDS = 4.0
 
@@ -298,26 +298,30 @@ def test_synth_sources_writes_mp4_that_probe_and_decode_back(tmp_path):
     from s2vdata.media import load_audio, probe
     from s2vdata.registry import Registry
 
-    report = synth_sources(target="hand", count=3, seed=1, data_dir=tmp_path, seconds=3.0)
+    report = synth_sources(target="hand", count=3, seed=11, data_dir=tmp_path, seconds=3.0)
     assert (report.added, report.failed) == (3, 0)
     rows = {r["origin"]: r for r in Registry(tmp_path).rows()}
-    assert set(rows) == {f"synth://hand/1/{i}" for i in range(3)}
+    assert set(rows) == {f"synth://hand/11/{i}" for i in range(3)}
     for i in range(3):
-        row = rows[f"synth://hand/1/{i}"]
+        row = rows[f"synth://hand/11/{i}"]
         path = tmp_path / row["path"]
         info = probe(path)
         assert info["has_video"] and info["has_audio"] and path.suffix == ".mp4"
         assert (info["width"], info["height"]) in SIZES
         assert info["duration_s"] == pytest.approx(3.0, abs=0.1)
         # the same scene, rendered again, has its first clap where the file has it (within a frame)
-        scene = render("hand", seed=(1, i), seconds=3.0, fps=info["fps"], width=info["width"], height=info["height"])
+        assert info["audio_rate"] in SAMPLE_RATES
+        scene = render("hand", seed=(11, i), seconds=3.0, fps=info["fps"], sample_rate=info["audio_rate"], width=info["width"], height=info["height"])
         audio = load_audio(path)
         onset = onset_sample(scene.events_s[0], 44100)
         env = np.convolve(audio.astype(np.float64) ** 2, np.ones(64), "same")
         found = int(np.argmax(env[: onset + 5000] > 0.25 * env[onset : onset + 2000].max()))
         assert abs(found - onset) < 1470
+    # seed 11 happens to draw 25, 30 and 29.97 fps, 44.1 and 48 kHz, square and landscape
+    infos = [probe(tmp_path / r["path"]) for r in rows.values()]
+    assert len({round(x["fps"], 2) for x in infos}) == 3 and len({x["audio_rate"] for x in infos}) == 2
     assert not list(tmp_path.glob(".synth-*")), "the temporary folder is removed"
-    again = synth_sources(target="hand", count=3, seed=1, data_dir=tmp_path, seconds=3.0)
+    again = synth_sources(target="hand", count=3, seed=11, data_dir=tmp_path, seconds=3.0)
     assert (again.added, again.existing) == (0, 3)
 
 
