@@ -158,10 +158,10 @@ def test_without_ray_installed_the_build_says_how_to_install_it(reference, tmp_p
     with pytest.raises(ImportError, match=r"--executor ray needs Ray: pip install 's2v\[ray\]'"):
         next(run_ray(plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings())[0], run=executors.run_one))
     result = CliRunner().invoke(app, ["build", "--target", TARGET, "--executor", "ray", "--data", str(root / "data"),
-                                      "--manifests", str(root / "manifests")])
+                                      "--manifests", str(tmp_path / "fresh")])
     assert result.exit_code == 2, result.output
     assert "--executor ray needs Ray: pip install" in result.output
-    assert not (root / "manifests" / f"{TARGET}.csv").exists()
+    assert not (tmp_path / "fresh" / f"{TARGET}.csv").exists()
 
 
 @pytest.mark.xfail(strict=True, reason="cli.py prints the error through rich markup, which swallows '[ray]': "
