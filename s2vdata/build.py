@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -127,51 +127,51 @@ def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, only: set[int] 
     `cut(window)`: decides from a window's measures whether to encode it now.
     """
     clip = job.settings.clip
-    n, spf = clip.frames, clip.samples_per_frame
+    n, spf, size = clip.frames, clip.samples_per_frame, clip.size
     stride = stride_slots(job.settings)
     windows: list[dict] = []
     clips: dict[int, tuple[bytes, bytes]] = {}
     notes: dict = {}
+    # windows being filled: start slot -> (frames, audio); overlapping strides fill several at once
+    filling: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    spare: list[tuple[np.ndarray, np.ndarray]] = []
     with GridReader(job.path, clip=clip) as reader:
-        next_start = reader.first_slot
-        notes["first_slot"] = next_start
-        buf: deque = deque()
-        last = next_start - 1
+        first = next_start = reader.first_slot
+        notes["first_slot"] = first
+        last = first - 1
         fp_frames, fp_audio = [], []
         for slot in reader.slots():
-            last = slot.index
-            if only is None and slot.index - notes["first_slot"] < FINGERPRINT_SLOTS:
+            k = last = slot.index
+            if only is None and k - first < FINGERPRINT_SLOTS:
                 fp_audio.append(slot.audio)
-                if (slot.index - notes["first_slot"]) % clip.fps == 0:
+                if (k - first) % clip.fps == 0:
                     fp_frames.append(slot.frame)
-            if only is not None and slot.index > max(only, default=-1) + n:
+            if only is not None and k >= max(only, default=-1) + n:
                 break
-            buf.append(slot)
-            while buf and buf[0].index < next_start:
-                buf.popleft()
-            while len(buf) >= n and buf[0].index == next_start:
-                window = list(buf)[:n]
-                start = next_start
+            if k == next_start:
+                if only is None or k in only:
+                    filling[k] = spare.pop() if spare else (np.empty((n, size, size, 3), np.uint8), np.empty(n * spf, np.float32))
                 next_start += stride
-                if only is not None and start not in only:
+            for start in list(filling):
+                frames, audio = filling[start]
+                i = k - start
+                frames[i] = slot.frame
+                audio[i * spf:(i + 1) * spf] = slot.audio
+                if i < n - 1:
                     continue
-                frames = np.stack([s.frame for s in window])
-                audio = np.concatenate([s.audio for s in window])
                 if only is None:
                     m = checks.measure_window(frames, audio, clip=clip)
-                    windows.append({"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m})
-                    windows[-1]["_sheet"] = _sheet(frames)
-                    if cut is not None and cut(windows[-1]):
+                    window = {"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m, "_sheet": _sheet(frames)}
+                    windows.append(window)
+                    if cut is not None and cut(window):
                         clips[start] = encode_clip(frames, audio, clip=clip)
                 else:
                     clips[start] = encode_clip(frames, audio, clip=clip)
-                while buf and buf[0].index < next_start:
-                    buf.popleft()
+                spare.append(filling.pop(start))
         notes["end_slot"] = last + 1
         notes["decode_error"] = reader.error
     if only is None and fp_frames:
         notes["fingerprint"] = _fingerprint(fp_frames, np.concatenate(fp_audio))
-    assert spf * n == clip.samples
     return windows, clips, notes
 
 

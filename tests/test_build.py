@@ -204,3 +204,15 @@ def test_max_clips_per_source_keeps_a_seeded_subset(reference, tmp_path):
     assert set(df["sha256"]) <= set(ref["sha256"])
     rej = pd.read_csv(other / "manifests" / "lenient.rejects.csv")
     assert (rej["check"] == "max_clips_per_source").sum() == len(ref) - len(df)
+
+
+def test_overlapping_stride_cuts_the_same_clips_where_windows_coincide(reference, tmp_path):
+    other = fresh_copy(reference, tmp_path / "stride2")
+    assert run("build", "--target", "lenient", "--targets", "targets.toml", "--stride", "2", cwd=other).exit_code == 0
+    df = pd.read_csv(other / "manifests" / "lenient.csv")
+    ref = pd.read_csv(reference / "manifests" / "lenient.csv")
+    # 8.5 s sources: windows at 0, 2, 4 s (half overlapping); those at 0 and 4 s are the back-to-back ones
+    assert sorted(set(df["start_s"].round(6))) == [0.0, 2.0, 4.0]
+    both = df.merge(ref, on="clip_id", suffixes=("", "_ref"))
+    assert len(both) == len(ref) and (both["sha256"] == both["sha256_ref"]).all()
+    assert run("build", "--target", "lenient", "--targets", "targets.toml", "--stride", "0.05", cwd=other).exit_code == 2
