@@ -105,3 +105,16 @@ def test_late_stream_sets_the_first_window(built):
         # windows begin at the first grid instant where both streams are present, back to back
         assert starts[0] == pytest.approx(math.ceil(first * 30 - 1e-6) / 30, abs=1e-6)
         assert starts[1] - starts[0] == pytest.approx(4.0)
+
+
+def test_synced_flash_click_scenes_pass_the_hand_checks(tmp_path):
+    """A fixed camera where every sound has its flash is what the checks exist to keep."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, (fps, ext) in enumerate(((30.0, "mp4"), (25.0, "mkv"), (60.0, "webm"))):
+        make_source(src / f"s{i}.{ext}", fps=fps, seconds=8.5, seed=10 + i, n_flashes=6)
+    ingest_paths([src], target="hand", data_dir=tmp_path / "data")
+    build(target=get_target("hand"), data_dir=tmp_path / "data", manifests_dir=tmp_path / "manifests", settings=BuildSettings())
+    df = read_manifest(tmp_path / "manifests" / "hand.csv")
+    rejects = (tmp_path / "manifests" / "hand.rejects.csv").read_text()
+    assert len(df) == 6, rejects
