@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORK ?= demo
 
-.PHONY: setup demo test clean
+.PHONY: setup browser demo test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,11 +15,17 @@ setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,ray]"
 
+# headless Chromium renders the HTML report in its test (Debian's package; skipped where it cannot be had)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed: the report rendering test will be skipped"; }
+
 demo: setup
 	bash scripts/demo.sh $(abspath $(BIN)) $(WORK)
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup browser
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
