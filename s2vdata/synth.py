@@ -126,12 +126,12 @@ def render(
         sound_onsets = _unrelated_onsets(defect_rng, onsets=sound_onsets, share=strength, fps=fps, sample_rate=sample_rate, n=n_samples)
     events = plan.sound(sound_onsets, n_samples)
     audio = events + floor
-    frame_fn = _frame_source(plan, geo)
+    frame_fn = _fixed_view(plan, geo)
     events_s = sorted(o / sample_rate for o in sound_onsets)
     motion_s = [k / fps for k in motion_frames]
 
     if defect in ("pan", "zoom", "shake"):
-        frame_fn = _camera(frame_fn, geo=geo, kind=defect, strength=strength, rng=defect_rng)
+        frame_fn = _camera(plan, geo=geo, kind=defect, strength=strength, rng=defect_rng)
     elif defect == "music":
         peak = float(np.abs(events).max()) or 0.5
         audio = audio + snd.music_bed(defect_rng, n=n_samples, sample_rate=sample_rate) * (peak * snd.db(strength))
@@ -139,8 +139,7 @@ def render(
         audio = np.zeros(n_samples, dtype=np.float32)
         events_s = []
     elif defect == "still":
-        first = _first_frame(frame_fn)
-        frame_fn = lambda: (first.copy() for _ in range(n_frames))  # noqa: E731 - a fresh iterator each call
+        frame_fn = _repeated(next(iter(frame_fn())), n=n_frames)
         motion_s = []
     elif defect == "cut":
         other = PLANS[target](np.random.default_rng([*seeds, 2]), geo)
@@ -148,7 +147,7 @@ def render(
         cut_sample = onset_sample(cut_frame / fps, sample_rate)
         other_onsets = [onset_sample(k / fps, sample_rate) for k in other.event_frames]
         audio = np.concatenate([audio[:cut_sample], (other.sound(other_onsets, n_samples) + floor)[cut_sample:]])
-        frame_fn = _spliced(frame_fn, _frame_source(other, geo), cut_frame=cut_frame)
+        frame_fn = _spliced(frame_fn, _fixed_view(other, geo), cut_frame=cut_frame)
         motion_s = [k / fps for k in motion_frames if k < cut_frame] + [k / fps for k in other.event_frames if k >= cut_frame]
         events_s = motion_s[:]
 
@@ -171,33 +170,33 @@ def render(
     )
 
 
-def _frame_source(plan: ScenePlan, geo: Geometry) -> Callable[[], Iterator[np.ndarray]]:
-    """Returns a factory of iterators over the full canvas frames (world, not yet cropped to the view)."""
-
-    def frames() -> Iterator[np.ndarray]:
-        for i in range(geo.frames):
-            img = plan.canvas.copy()
-            plan.paint(img, i)
-            yield img
-
-    return _fixed_view(frames, geo)
+def _world(plan: ScenePlan, geo: Geometry) -> Iterator[np.ndarray]:
+    """Yields the full canvas of every frame: the world, wider than the view."""
+    for i in range(geo.frames):
+        img = plan.canvas.copy()
+        plan.paint(img, i)
+        yield img
 
 
-def _fixed_view(world: Callable[[], Iterator[np.ndarray]], geo: Geometry) -> Callable[[], Iterator[np.ndarray]]:
-    """Returns a factory of view frames cropped from the world by a fixed camera; keeps the world reachable for defects."""
+def _fixed_view(plan: ScenePlan, geo: Geometry) -> Callable[[], Iterator[np.ndarray]]:
+    """Returns a factory of view frames filmed by the fixed camera (the centre of the world)."""
     m = geo.margin
 
     def frames() -> Iterator[np.ndarray]:
-        for img in world():
+        for img in _world(plan, geo):
             yield np.ascontiguousarray(img[m : m + geo.height, m : m + geo.width])
 
-    frames.world = world  # type: ignore[attr-defined]
     return frames
 
 
-def _first_frame(frame_fn: Callable[[], Iterator[np.ndarray]]) -> np.ndarray:
-    """Returns the first frame of a frame factory."""
-    return next(iter(frame_fn()))
+def _repeated(frame: np.ndarray, *, n: int) -> Callable[[], Iterator[np.ndarray]]:
+    """Returns a factory that yields `frame` n times (a copy each time, so callers may write to it)."""
+
+    def frames() -> Iterator[np.ndarray]:
+        for _ in range(n):
+            yield frame.copy()
+
+    return frames
 
 
 def _spliced(first: Callable, second: Callable, *, cut_frame: int) -> Callable[[], Iterator[np.ndarray]]:
@@ -233,14 +232,13 @@ def camera_path(*, kind: str, strength: float, geo: Geometry, rng: np.random.Gen
     return path
 
 
-def _camera(frame_fn: Callable, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator) -> Callable[[], Iterator[np.ndarray]]:
+def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator) -> Callable[[], Iterator[np.ndarray]]:
     """Returns a frame factory that films the world through a moving camera (pan, zoom or shake)."""
     path = camera_path(kind=kind, strength=strength, geo=geo, rng=rng)
-    world = frame_fn.world
     m, w, h = geo.margin, geo.width, geo.height
 
     def frames() -> Iterator[np.ndarray]:
-        for img, (dx, dy, z) in zip(world(), path):
+        for img, (dx, dy, z) in zip(_world(plan, geo), path):
             # view pixel (u, v) shows world point centre + ((u, v) - view centre) / z + offset
             mat = np.array([[1 / z, 0, m + dx + w / 2 * (1 - 1 / z)], [0, 1 / z, m + dy + h / 2 * (1 - 1 / z)]])
             yield cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
