@@ -10,9 +10,11 @@ order, and which *unit* (a DataLoader worker of a DDP rank) reads what. With at 
 many shards as units a unit reads whole shards (webdataset's split by node and worker);
 with fewer, every unit reads every shard and keeps every units-th clip. Each unit shuffles
 through a seeded buffer and draws each clip's augmentation from (seed, epoch, unit, index),
-so batch k of worker w is the same in every run. The trainer records how many batches of
-each worker it consumed; on resume each worker skips those (before decoding) and the
-workers are rotated so that the DataLoader's round robin continues where it stopped.
+so batch k of epoch e of worker w is the same in every run. Workers run epoch after epoch
+without stopping (one DataLoader for the whole run: no worker restarts at epoch ends). The
+trainer records, per worker, its epoch and the batches consumed in it; on resume each worker
+skips those (before decoding) and the workers are rotated so that the DataLoader's round
+robin continues where it stopped.
 """
 
 from __future__ import annotations
@@ -130,21 +132,22 @@ def decode_sample(sample: dict, *, ref_name: str) -> tuple[np.ndarray, np.ndarra
     return frames, wave
 
 
-def collate(samples: list[dict], *, worker: int, index: int, skipped: list[str]) -> dict:
-    """Return a batch dict of stacked tensors from samples."""
+def collate(samples: list[dict], *, worker: int, epoch: int, index: int, skipped: list[str]) -> dict:
+    """Return a batch dict of stacked tensors from samples, tagged with where it comes from."""
     return {
         "frames": torch.from_numpy(np.stack([s["frames"] for s in samples])),  # (B, 100, 64, 64, 3) uint8
         "wave": torch.from_numpy(np.stack([s["wave"] for s in samples])),  # (B, 176400) float32
         "start": torch.tensor([s["start"] for s in samples], dtype=torch.long),  # (B,)
         "keys": [s["key"] for s in samples],
         "worker": worker,
+        "epoch": epoch,
         "index": index,
         "skipped": list(skipped),
     }
 
 
 class ClipStream(IterableDataset):
-    """Batches of one epoch for one rank, split across DataLoader workers (see module doc)."""
+    """Endless batches for one rank, epoch after epoch, split across DataLoader workers (see module doc)."""
 
     def __init__(
         self,
@@ -165,32 +168,45 @@ class ClipStream(IterableDataset):
         self.rank = rank
         self.world = world
         self.cache = cache
-        self.epoch = 0
         self.rotate = 0  # logical worker of physical worker 0
-        self.skip: list[int] = []  # batches already consumed per logical worker
+        self.positions: list[tuple[int, int]] = []  # (epoch, batches consumed in it) per logical worker
 
-    def _unit(self) -> tuple[int, int, int, int]:
-        """Return (logical worker, workers, unit, units) of the calling process."""
+    def _unit(self) -> tuple[int, int, int]:
+        """Return (logical worker, unit, units) of the calling process."""
         info = get_worker_info()
         phys, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         logical = (phys + self.rotate) % workers
-        return logical, workers, self.rank * workers + logical, self.world * workers
+        return logical, self.rank * workers + logical, self.world * workers
 
     def __iter__(self) -> Iterator[dict]:
-        logical, _, unit, units = self._unit()
-        skip = self.skip[logical] if logical < len(self.skip) else 0
-        raw = self._cached(unit, units) if self.cache is not None else self._streamed(unit, units)
+        logical, unit, units = self._unit()
+        epoch, skip = self.positions[logical] if logical < len(self.positions) else (0, 0)
+        while True:
+            made = 0
+            for batch in self.epoch_batches(epoch=epoch, unit=unit, units=units, skip=skip, worker=logical):
+                made += 1
+                yield batch
+            if made == 0 and skip == 0:
+                # an endless stream with nothing in an epoch would spin forever
+                raise DataError(
+                    f"rank {self.rank} worker {logical} got no complete batch of {self.batch_size} clips in epoch {epoch}: "
+                    "use more clips (or shards), a smaller --batch-size, or fewer --workers / ranks"
+                )
+            epoch, skip = epoch + 1, 0
+
+    def epoch_batches(self, *, epoch: int, unit: int, units: int, skip: int = 0, worker: int = 0) -> Iterator[dict]:
+        """Yield the unit's batches of one epoch, the first `skip` of them left out (and not decoded)."""
+        raw = self._cached(epoch, unit, units) if self.cache is not None else self._streamed(epoch, unit, units)
         batch: list[dict] = []
         skipped: list[str] = []
         index = 0
         for n, (ref_name, load) in enumerate(raw):
             if index < skip:
-                # skipping a consumed batch costs no decoding
                 batch.append({})
                 if len(batch) == self.batch_size:
                     batch, index = [], index + 1
                 continue
-            rng = np.random.default_rng([self.seed, self.epoch, unit, n])
+            rng = np.random.default_rng([self.seed, epoch, unit, n])
             try:
                 sample = load(rng)
             except MediaError as err:
@@ -200,24 +216,24 @@ class ClipStream(IterableDataset):
             sample["key"] = ref_name
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield collate(batch, worker=logical, index=index, skipped=skipped)
+                yield collate(batch, worker=worker, epoch=epoch, index=index, skipped=skipped)
                 batch, skipped, index = [], [], index + 1
 
-    def _cached(self, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
+    def _cached(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
         """Yield (name, loader) for this unit's clips of the epoch from the decoded cache."""
         cache = self.cache
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(cache))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(cache))
         for i in order[unit::units]:
             i = int(i)
             if not cache.ok[i]:
                 continue
             yield cache.names[i], (lambda rng, i=i: sample_from_cached(cache.frames[i], cache.audio[i], rng=rng, data=self.data))
 
-    def _streamed(self, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
+    def _streamed(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
         """Yield (name, loader) for this unit's clips of the epoch, streamed from the shards."""
         wanted = {(str(r.shard), r.key): r for r in self.refs}
         shards = sorted({str(r.shard) for r in self.refs})
-        order = [shards[i] for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(shards))]
+        order = [shards[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(shards))]
         by_shard = len(shards) >= units
         urls = order[unit::units] if by_shard else order
         if not urls:
@@ -226,7 +242,7 @@ class ClipStream(IterableDataset):
             urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False, handler=wds.warn_and_continue
         )
         buffer: list[tuple[str, dict]] = []
-        rng = np.random.default_rng([self.seed, self.epoch, unit, 1 << 20])
+        rng = np.random.default_rng([self.seed, epoch, unit, 1 << 20])
         matched = 0
         for sample in stream:
             ref = wanted.get((str(Path(sample["__url__"]).resolve()), sample["__key__"]))
@@ -253,71 +269,59 @@ class ClipStream(IterableDataset):
 
 
 class TrainData:
-    """An endless, resumable iterator of batches over epochs for one rank."""
+    """An endless, resumable iterator of batches for one rank (one persistent DataLoader)."""
 
     def __init__(self, stream: ClipStream, *, workers: int) -> None:
         self.stream = stream
-        self.workers = max(1, workers)
         self.num_workers = workers
-        self.consumed = [0] * self.workers  # batches consumed this epoch, per logical worker
+        self.workers = max(1, workers)
+        self.positions = [(0, 0)] * self.workers  # (epoch, batches consumed in it) per logical worker
         self.next_worker = 0
         self.skipped: list[str] = []  # malformed clips met so far (names)
         self._it: Iterator[dict] | None = None
 
+    @property
+    def epoch(self) -> int:
+        """Return the epoch every worker has reached."""
+        return min(epoch for epoch, _ in self.positions)
+
     def state(self) -> list[int]:
-        """Return the data position: [epoch, next worker, consumed batches per worker...]."""
-        return [self.stream.epoch, self.next_worker, *self.consumed]
+        """Return the data position: [next worker, then epoch and consumed batches per worker...]."""
+        return [self.next_worker, *(v for position in self.positions for v in position)]
 
     def load_state(self, state: list[int]) -> None:
-        """Continue from a position returned by state() (same number of workers)."""
-        if len(state) != 2 + self.workers:
-            log.warning("data position was saved with %d workers, now %d: restarting the epoch", len(state) - 2, self.workers)
-            self.stream.epoch = int(state[0])
+        """Continue from a position returned by state() (with the same number of workers)."""
+        if len(state) != 1 + 2 * self.workers:
+            epoch = max(state[1::2]) + 1 if len(state) > 1 else 0
+            log.warning("data position was saved with another number of workers: starting epoch %d", epoch)
+            self.positions = [(epoch, 0)] * self.workers
             return
-        self.stream.epoch, self.next_worker = int(state[0]), int(state[1])
-        self.consumed = [int(c) for c in state[2:]]
+        self.next_worker = int(state[0])
+        self.positions = [(int(state[1 + 2 * w]), int(state[2 + 2 * w])) for w in range(self.workers)]
         self._it = None
-
-    def _start_epoch(self) -> None:
-        self.stream.skip = list(self.consumed)
-        self.stream.rotate = self.next_worker
-        loader = DataLoader(
-            self.stream,
-            batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-            prefetch_factor=2 if self.num_workers else None,
-        )
-        self._it = iter(loader)
 
     def __iter__(self) -> "TrainData":
         return self
 
     def __next__(self) -> dict:
-        empty_epochs = 0
-        while True:
-            if self._it is None:
-                self._start_epoch()
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                self._it = None
-                if not any(self.consumed):
-                    empty_epochs += 1
-                    if empty_epochs > 1:
-                        raise DataError(
-                            f"rank {self.stream.rank} got no complete batch of {self.stream.batch_size} clips in an epoch: "
-                            "use more clips, a smaller --batch-size or fewer workers/ranks"
-                        ) from None
-                self.stream.epoch += 1
-                self.consumed = [0] * self.workers
-                self.next_worker = 0
-                continue
-            self.consumed[batch["worker"]] += 1
-            self.next_worker = (batch["worker"] + 1) % self.workers
-            for name in batch["skipped"]:
-                self.skipped.append(name)
-            return batch
+        if self._it is None:
+            self.stream.positions = list(self.positions)
+            # the DataLoader's round robin starts at physical worker 0: make that the next logical one
+            self.stream.rotate = self.next_worker
+            loader = DataLoader(
+                self.stream,
+                batch_size=None,
+                num_workers=self.num_workers,
+                persistent_workers=False,
+                prefetch_factor=2 if self.num_workers else None,
+            )
+            self._it = iter(loader)
+        batch = next(self._it)
+        worker, epoch = batch["worker"], batch["epoch"]
+        self.positions[worker] = (epoch, batch["index"] + 1)
+        self.next_worker = (worker + 1) % self.workers
+        self.skipped.extend(batch["skipped"])
+        return batch
 
 
 def fixed_batch(refs: list[ClipRef], *, data: DataConfig, count: int, seed: int) -> dict:
@@ -344,4 +348,4 @@ def fixed_batch(refs: list[ClipRef], *, data: DataConfig, count: int, seed: int)
             break
     if not samples:
         raise DataError("no readable clip for the fixed metrics batch: every clip tried was malformed")
-    return collate(samples, worker=0, index=0, skipped=[])
+    return collate(samples, worker=0, epoch=0, index=0, skipped=[])

@@ -272,7 +272,7 @@ def _run(
             data.load_state(positions[info.rank].tolist())
         else:
             log.warning("checkpoint has data positions of %d ranks, now %d: starting the next epoch", positions.shape[0], info.world)
-            data.load_state([int(positions[0, 0]) + 1])
+            data.load_state([0, int(positions[:, 1::2].max())])
         step = int(state["step"])
         del state
 
@@ -354,7 +354,7 @@ def _run(
             metrics.update(
                 steps_per_s=rate,
                 clips_per_s=rate * B * info.world,
-                epoch=float(data.stream.epoch),
+                epoch=float(data.epoch),
                 skipped=float(len(data.skipped)),
             )
             if info.is_main:
