@@ -123,7 +123,7 @@ def render(
     defect_rng = np.random.default_rng([*seeds, 100 + DEFECTS.index(defect)])
 
     if defect == "unrelated":
-        sound_onsets = _unrelated_onsets(defect_rng, onsets=sound_onsets, share=strength, fps=fps, sample_rate=sample_rate, n=n_samples)
+        sound_onsets = _unrelated_onsets(defect_rng, onsets=sound_onsets, share=strength, sample_rate=sample_rate, n=n_samples)
     events = plan.sound(sound_onsets, n_samples)
     audio = events + floor
     frame_fn = _fixed_view(plan, geo)
@@ -246,7 +246,7 @@ def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: 
     return frames
 
 
-def _unrelated_onsets(rng: np.random.Generator, *, onsets: list[int], share: float, fps: float, sample_rate: int, n: int) -> list[int]:
+def _unrelated_onsets(rng: np.random.Generator, *, onsets: list[int], share: float, sample_rate: int, n: int) -> list[int]:
     """Returns the onsets with `share` of them moved to random times away (>= 0.3 s) from every visual event."""
     moved = set(rng.choice(len(onsets), size=int(round(np.clip(share, 0, 1) * len(onsets))), replace=False).tolist()) if onsets else set()
     keep_away = int(0.3 * sample_rate)
