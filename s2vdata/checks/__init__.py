@@ -2,7 +2,15 @@
 
 `measure_window` computes every score of one 4-second window (build stores them
 in a sidecar, so changing a threshold re-decides without decoding again);
-`decide` compares the scores with a target's thresholds.
+`decide` compares the scores with a target's thresholds. The paper's three data
+conditions (section 3.1) and the plain ones, in the order `decide` reports them:
+
+- audio_db: not silent (sound level, dBFS)
+- motion: not still (mean motion energy)
+- scene_cut: no cut inside the window
+- camera_shift: the camera is fixed (px per frame at 286 px)
+- av_sync, av_lag_frames: the sound and the image correspond
+- unrelated_audio: no sound unrelated to the movement
 """
 
 from __future__ import annotations
@@ -11,8 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2vdata.checks.camera import camera_shift
+from s2vdata.checks.cut import scene_cut
+from s2vdata.checks.signals import av_align, av_sync, grey_frames, motion_energy_grey, onset_envelope, shrink
+from s2vdata.checks.sound import audio_level_db, bed_share, still_slots, tonal_slots, unrelated_audio
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.targets import Target
+
+# Lags searched by measure_window; a target may accept fewer (av_lag_max_frames).
+MAX_LAG_FRAMES = 15
+
+CHECKS = ("audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio")
+SCORES = (*CHECKS, "av_align", "unrelated_onsets", "tonal_bed")
+# Bumped whenever a measure changes: build re-measures sidecars of another version.
+VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -27,23 +47,75 @@ class CheckResult:
 
 
 def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP) -> dict:
-    """Returns {"scores": {name: float}, "curves": {name: list[float]}} for one window.
+    """Returns {"scores": {name: float}, "curves": {name: list[float]}} for one window, JSON-serialisable.
 
-    frames: (120, 286, 286, 3) uint8 RGB; audio: (176400,) float32 mono in [-1, 1].
+    frames: (T, H, W, 3) uint8 RGB (a clip: 120 x 286 x 286); audio: (n,) float32
+    mono in [-1, 1] at clip.sample_rate, frame i pairing with samples
+    [spf*i, spf*(i+1)). Scores: audio_db, motion, scene_cut, camera_shift,
+    av_sync, av_lag_frames, unrelated_audio, av_align. Curves, one value per
+    frame: onset (sound onset envelope), motion (motion energy), shift
+    (camera motion, px at clip size), cut (scene cut strength), unexplained
+    (onset energy no motion explains).
     """
-    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-12)
-    grey = frames.mean(axis=3, dtype=np.float32) / 255.0
-    diff = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))
-    scores = {"audio_db": 20 * np.log10(rms), "motion": float(diff.mean()) if len(diff) else 0.0}
-    return {"scores": {k: float(v) for k, v in scores.items()}, "curves": {"motion_energy": [0.0, *diff.tolist()]}}
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
+    n = len(frames)
+    small = shrink(frames)
+    grey = grey_frames(small)
+    motion = motion_energy_grey(grey)
+    onset = onset_envelope(audio, hop=clip.samples_per_frame, n_slots=n)
+    # shift in px at clip size: the tracker sees frames shrunk from the clip's side
+    shift_score, shift = camera_shift(grey, scale=frames.shape[2] / grey.shape[2])
+    cut_score, cut = scene_cut(small)
+    sync, lag = av_sync(onset, motion, max_lag=MAX_LAG_FRAMES)
+    onset_share, unexplained = unrelated_audio(onset, motion, lag=lag)
+    still = still_slots(motion)
+    tonal = tonal_slots(audio, hop=clip.samples_per_frame, n_slots=n, sample_rate=clip.sample_rate)
+    bed = bed_share(tonal, still)
+    scores = {
+        "audio_db": audio_level_db(audio, hop=clip.samples_per_frame),
+        "motion": float(motion[1:].mean()) if n > 1 else 0.0,
+        "scene_cut": cut_score,
+        "camera_shift": shift_score,
+        "av_sync": sync,
+        "av_lag_frames": lag,
+        "unrelated_audio": max(onset_share, bed),
+        "av_align": av_align(onset, motion),
+        "unrelated_onsets": onset_share,
+        "tonal_bed": bed,
+    }
+    curves = {"onset": onset, "motion": motion, "shift": shift, "cut": cut, "unexplained": unexplained,
+              "tonal_still": (tonal & still).astype(np.float32)}
+    return {
+        "scores": {k: float(v) for k, v in scores.items()},
+        "curves": {k: [round(float(x), 6) for x in v] for k, v in curves.items()},
+    }
 
 
 def decide(scores: dict[str, float], target: Target) -> list[CheckResult]:
-    """Returns one CheckResult per check of `target`, in a fixed order."""
-    results = [
-        CheckResult("audio_db", scores["audio_db"] >= target.audio_db_min, scores["audio_db"], target.audio_db_min,
-                    "silent: sound level below the threshold"),
-        CheckResult("motion", scores["motion"] >= target.motion_min, scores["motion"], target.motion_min,
-                    "still: nothing moves"),
+    """Returns one CheckResult per check in CHECKS order; a window is kept iff all passed.
+
+    A missing or NaN score fails its check (the reason says so), so a sidecar
+    from an older build never silently passes a check it did not measure.
+    """
+    rules = [
+        ("audio_db", target.audio_db_min, True, "silent: sound level below the threshold"),
+        ("motion", target.motion_min, True, "still: nothing moves"),
+        ("scene_cut", target.scene_cut_max, False, "scene cut inside the window"),
+        ("camera_shift", target.camera_shift_max, False, "camera moves (pan, zoom or shake)"),
+        ("av_sync", target.av_sync_min, True, "sound does not follow the motion"),
+        ("av_lag_frames", float(target.av_lag_max_frames), False, "sound and motion align only at a lag beyond the target's"),
+        ("unrelated_audio", target.unrelated_audio_max, False, "sound unrelated to the motion (music, narration, off-screen events)"),
     ]
+    results = []
+    for name, threshold, at_least, reason in rules:
+        raw = scores.get(name)
+        value = float("nan") if raw is None else float(raw)
+        if np.isnan(value):
+            results.append(CheckResult(name, False, value, threshold, f"{name} was not measured: rebuild to measure it"))
+            continue
+        measured = abs(value) if name == "av_lag_frames" else value
+        passed = measured >= threshold if at_least else measured <= threshold
+        results.append(CheckResult(name, passed, value, threshold, "" if passed else reason))
     return results

@@ -1,0 +1,107 @@
+"""Condition 1, "the camera is fixed": global motion between frames, in px per frame at clip size.
+
+Corners (Shi-Tomasi) tracked frame to frame with pyramidal Lucas-Kanade on
+downscaled grey frames; a RANSAC fit of a similarity transform (shift, zoom,
+rotation) keeps the motion most points share: the background's, so a
+foreground that moves (hands, a burst) is an outlier, while a pan, a zoom or
+shake moves every background point and is measured. A pair's shift is how far
+the transform moves the frame's corners, so pan, zoom and rotation are read on
+one scale.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from s2vdata.checks.signals import shrink
+
+# Longest side of the frames the tracker sees: 143 px (a 286 px clip halved) keeps
+# sub-pixel precision on a 0.5 px/frame pan (0.25 px here) and costs ~25 ms per window.
+TRACK_SIDE = 150
+_GRID = 4  # corners are picked per cell of a 4x4 grid, so the background gets its share of them
+_PER_CELL = 4  # corners per grid cell
+_MAX_POINTS = _GRID * _GRID * _PER_CELL
+_REDETECT_EVERY = 8  # frames; also whenever half the points were lost
+_MIN_POINTS = 6  # fewer tracked points than this: the pair is not measured
+_RANSAC_PX = 0.3  # inlier distance at TRACK_SIDE: tighter than the slowest pan we must see
+# A fixed camera is preferred when it explains nearly as many points as the best
+# moving fit: large hands or a face can hold more corners than the background.
+_FIXED_PREFERENCE = 0.5
+# A point that moved less than this (px at TRACK_SIDE) did not move: well under the
+# slowest pan we must see (0.5 px/frame at 286 px is 0.25 px here).
+_STILL_PX = 0.07
+
+
+def _corners(img: np.ndarray) -> np.ndarray | None:
+    """Returns up to _PER_CELL strongest corners per grid cell, (N, 1, 2) float32, or None."""
+    found = cv2.goodFeaturesToTrack(img, 400, 0.01, 4)
+    if found is None:
+        return None
+    h, w = img.shape
+    xy = found.reshape(-1, 2)
+    cell = (np.minimum(xy[:, 1] * _GRID // h, _GRID - 1) * _GRID + np.minimum(xy[:, 0] * _GRID // w, _GRID - 1)).astype(int)
+    # goodFeaturesToTrack returns the strongest first: keep the first few of each cell
+    order = np.argsort(cell, kind="stable")
+    sorted_cells = cell[order]
+    first = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank = np.empty(len(cell), dtype=int)
+    rank[order] = np.arange(len(cell)) - first
+    return np.ascontiguousarray(found[rank < _PER_CELL])
+
+
+def track_shifts(grey: np.ndarray) -> np.ndarray:
+    """Returns the camera motion between consecutive frames, shape (T - 1,), in px of `grey`.
+
+    `grey` is (T, h, w) uint8. NaN where the pair cannot be measured (no
+    texture to track, the fit failed).
+    """
+    t, h, w = grey.shape
+    out = np.full(max(0, t - 1), np.nan, dtype=np.float32)
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
+    points = None
+    for i in range(t - 1):
+        if points is None or len(points) < _MAX_POINTS // 2 or i % _REDETECT_EVERY == 0:
+            points = _corners(grey[i])
+        if points is None or len(points) < _MIN_POINTS:
+            points = None
+            continue
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + 1], points, None, winSize=(9, 9), maxLevel=2)
+        ok = status[:, 0] == 1
+        if ok.sum() < _MIN_POINTS:
+            points = None
+            continue
+        src, dst = points[ok].reshape(-1, 2), moved[ok].reshape(-1, 2)
+        fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=_RANSAC_PX)
+        still = int((np.hypot(*(dst - src).T) <= _STILL_PX).sum())
+        if fit is not None and still >= _FIXED_PREFERENCE * int(inliers.sum()):
+            out[i] = 0.0
+        elif fit is not None:
+            displaced = corners @ fit[:, :2].T + fit[:, 2]
+            out[i] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max())
+        points = moved[ok].reshape(-1, 1, 2)
+    return out
+
+
+def camera_shift(frames_grey: np.ndarray, *, scale: float = 1.0) -> tuple[float, np.ndarray]:
+    """Returns (camera_shift score, per-frame shift curve (T,), [0] = 0), in px per frame times `scale`.
+
+    `frames_grey` is (T, h, w), float in [0, 1] or uint8; `scale` converts its
+    pixels to clip pixels (286 / w). The score is the median per-frame shift:
+    a pan, a zoom or shake moves the view in most frames, while a foreground
+    that fills the view for a few frames (a burst, hands close to the lens) does not count.
+    Pairs without texture to track count as 0 in the curve and are left out of the score.
+    """
+    g = np.asarray(frames_grey)
+    if g.dtype != np.uint8:
+        g = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if len(g) < 2 or min(g.shape[1:]) < 16:
+        return 0.0, np.zeros(len(g), np.float32)
+    small = shrink(g, side=TRACK_SIDE)
+    scale = scale * g.shape[2] / small.shape[2]
+    shifts = track_shifts(small) * scale
+    curve = np.concatenate([[0.0], np.nan_to_num(shifts, nan=0.0)]).astype(np.float32)
+    measured = shifts[np.isfinite(shifts)]
+    if len(measured) == 0:
+        return 0.0, curve
+    return float(np.median(measured)), curve
