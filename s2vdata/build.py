@@ -161,6 +161,9 @@ def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, only: set[int] 
                     continue
                 if only is None:
                     m = checks.measure_window(frames, audio, clip=clip)
+                    t0, t1 = start / clip.fps, (start + n) / clip.fps
+                    # a skipped packet damages what follows it until the next keyframe: look back a little
+                    m["scores"]["decode_errors"] = float(sum(t0 - 1.0 <= t < t1 for t in reader.error_times))
                     window = {"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m, "_sheet": _sheet(frames)}
                     windows.append(window)
                     if cut is not None and cut(window):

@@ -167,6 +167,48 @@ def frame_to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
     return _square(img, size)
 
 
+class _Decoder:
+    """Decodes one stream packet by packet, as a player does: a packet the decoder refuses is
+    skipped and its time noted; too many, or a demuxer that cannot go on, end the stream."""
+
+    MAX_ERRORS = 50
+
+    def __init__(self, container, stream, *, path, kind: str):
+        self.path, self.kind = path, kind
+        self.error: str | None = None  # the first error met, one line
+        self.error_times: list[float] = []  # presentation times of the packets that failed
+        self._iter = self._frames(container, stream)
+
+    def __iter__(self):
+        return self._iter
+
+    def _note(self, t: float, err: Exception, *, fatal: bool = False) -> None:
+        self.error_times.append(t)
+        if self.error is None:
+            self.error = f"{self.kind} decode error at {t:.2f} s: {_reason(err)}"
+            log.warning("%s: %s", self.path, self.error)
+        if fatal:
+            self.error = f"{self.kind} stream unreadable after {t:.2f} s: {_reason(err)}"
+
+    def _frames(self, container, stream):
+        t = 0.0
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    t = float(packet.pts * packet.time_base)
+                try:
+                    frames = packet.decode()
+                except (av.FFmpegError, ValueError) as e:
+                    self._note(t, e)
+                    if len(self.error_times) > self.MAX_ERRORS:
+                        self._note(t, e, fatal=True)
+                        return
+                    continue
+                yield from frames
+        except av.FFmpegError as e:
+            self._note(t, e, fatal=True)
+
+
 class _VideoCursor:
     """Walks a video stream in presentation order and answers: which frame is on screen at time t."""
 
@@ -178,8 +220,8 @@ class _VideoCursor:
             raise MediaError(path, "no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
-        self._frames = self.container.decode(self.stream)
-        self.error: str | None = None
+        self.decoder = _Decoder(self.container, self.stream, path=path, kind="video")
+        self._frames = iter(self.decoder)
         self._current: av.VideoFrame | None = None
         self._current_t = -math.inf
         self._current_img: np.ndarray | None = None
@@ -190,18 +232,10 @@ class _VideoCursor:
         self.start = self._next_t
 
     def _pull(self) -> av.VideoFrame | None:
-        while True:
-            try:
-                frame = next(self._frames)
-            except StopIteration:
-                return None
-            except av.FFmpegError as e:
-                self.error = f"video decode error: {_reason(e)}"
-                log.warning("%s: %s", self.path, self.error)
-                return None
-            if frame.pts is None and frame.time is None:
-                continue
-            return frame
+        for frame in self._frames:
+            if frame.time is not None:
+                return frame
+        return None
 
     def _advance(self) -> None:
         frame = self._pull()
@@ -243,9 +277,9 @@ class _AudioCursor:
         if not self.container.streams.audio:
             raise MediaError(path, "no audio stream")
         self.stream = self.container.streams.audio[0]
-        self._frames = self.container.decode(self.stream)
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        self.error: str | None = None
+        self.decoder = _Decoder(self.container, self.stream, path=path, kind="audio")
+        self._frames = iter(self.decoder)
         self._buf: list[np.ndarray] = []
         self._buf_start = 0  # absolute sample index of the first buffered sample
         self._buf_len = 0
@@ -263,14 +297,7 @@ class _AudioCursor:
     def _decode_more(self) -> bool:
         if self._eof:
             return False
-        try:
-            frame = next(self._frames)
-        except StopIteration:
-            frame = None
-        except av.FFmpegError as e:
-            self.error = f"audio decode error: {_reason(e)}"
-            log.warning("%s: %s", self.path, self.error)
-            frame = None
+        frame = next(self._frames, None)
         if frame is None:
             self._eof = True
             if self._next_n is not None:
@@ -349,10 +376,10 @@ class GridReader:
             raise
         if self.video.start == math.inf:
             self.close()
-            raise MediaError(path, self.video.error or "video stream has no decodable frame")
+            raise MediaError(path, self.video.decoder.error or "video stream has no decodable frame")
         if self.audio._next_n is None:
             self.close()
-            raise MediaError(path, self.audio.error or "audio stream has no decodable sample")
+            raise MediaError(path, self.audio.decoder.error or "audio stream has no decodable sample")
 
     @property
     def first_slot(self) -> int:
@@ -363,7 +390,12 @@ class GridReader:
     @property
     def error(self) -> str | None:
         """Returns the first decode error met so far, if any."""
-        return self.video.error or self.audio.error
+        return self.video.decoder.error or self.audio.decoder.error
+
+    @property
+    def error_times(self) -> list[float]:
+        """Returns the presentation times (s) of the packets that failed to decode so far, sorted."""
+        return sorted(self.video.decoder.error_times + self.audio.decoder.error_times)
 
     def slots(self) -> Iterator[Slot]:
         """Yields slots from first_slot until either stream ends."""

@@ -33,7 +33,14 @@ def seeded_rng(seed: int, key: str) -> np.random.Generator:
 
 def judge(windows: list[dict], target: Target) -> list[list[CheckResult]]:
     """Returns, per measured window, the checks it failed (empty list: it passes)."""
-    return [[r for r in decide(w["scores"], target) if not r.passed] for w in windows]
+    out = []
+    for w in windows:
+        failed = [r for r in decide(w["scores"], target) if not r.passed]
+        errors = w["scores"].get("decode_errors", 0.0)
+        if errors:
+            failed.insert(0, CheckResult("decode", False, errors, 0.0, "the decoder skipped damaged data in this window"))
+        out.append(failed)
+    return out
 
 
 def select(windows: list[dict], failures: list[list[CheckResult]], *, source_id: str, settings: BuildSettings) -> list[int]:

@@ -216,3 +216,26 @@ def test_overlapping_stride_cuts_the_same_clips_where_windows_coincide(reference
     both = df.merge(ref, on="clip_id", suffixes=("", "_ref"))
     assert len(both) == len(ref) and (both["sha256"] == both["sha256_ref"]).all()
     assert run("build", "--target", "lenient", "--targets", "targets.toml", "--stride", "0.05", cwd=other).exit_code == 2
+
+
+def test_damaged_avi_keeps_its_intact_windows_and_rejects_the_damaged_ones(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_source(src / "clean.avi", fps=25.0, seconds=13, size=(320, 288))
+    data = bytearray((src / "clean.avi").read_bytes())
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(len(data) // 2, len(data) // 2 + 20_000, 30):  # damage the middle of the file
+        data[pos:pos + 50] = rng.integers(0, 255, 50, dtype=np.uint8).tobytes()
+    (src / "clean.avi").unlink()
+    (src / "damaged.avi").write_bytes(bytes(data))
+    lenient_targets(tmp_path)
+    assert run("ingest", str(src), "--target", "lenient", "--targets", "targets.toml", cwd=tmp_path).exit_code == 0
+    res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "manifests" / "lenient.csv")
+    rej = pd.read_csv(tmp_path / "manifests" / "lenient.rejects.csv")
+    assert len(df) == 1 and df["start_s"][0] < 1.0  # the window before the damage
+    decode = rej[rej["check"] == "decode"]
+    first = df["start_s"][0]
+    assert sorted(decode["start_s"].round(6)) == [round(first + 4, 6), round(first + 8, 6)] and decode["value"].min() >= 1
+    assert run("verify", "--target", "lenient", cwd=tmp_path).exit_code == 0
