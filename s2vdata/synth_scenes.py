@@ -322,8 +322,9 @@ def _syllable_envelope(u: np.ndarray, duration: float) -> np.ndarray:
 def night_sky(rng: np.random.Generator, geo: Geometry) -> np.ndarray:
     """Returns an (Hc, Wc, 3) uint8 night sky with stars, a faint glow and a city skyline at the bottom."""
     h, w = geo.height + 2 * geo.margin, geo.width + 2 * geo.margin
-    top = _colour(rng, sat=(0.5, 0.9), val=(0.03, 0.12), hue=(0.55, 0.75))
-    low = _colour(rng, sat=(0.3, 0.8), val=(0.12, 0.3), hue=(0.6, 0.95))
+    # from deep night to dusk: the glow at the horizon is city light or the last of the sunset
+    top = _colour(rng, sat=(0.4, 0.9), val=(0.02, 0.2), hue=(0.5, 0.8))
+    low = _colour(rng, sat=(0.2, 0.9), val=(0.1, 0.45), hue=(0.55, 1.1))
     yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     img = top * (1 - yy) + low * yy + np.zeros((1, w, 1), dtype=np.float32)
     img += 6 * _smooth_noise(rng, h=h, w=w, cells=6)[..., None]
