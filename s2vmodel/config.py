@@ -67,6 +67,7 @@ class TrainConfig:
     lambda_image: float = 1.0  # weight of the D_I adversarial loss
     lambda_video: float = 1.0  # weight of the D_V adversarial loss
     lambda_l1: float = 1.0  # weight of the L1 reconstruction loss over all frames
+    lambda_motion: float = 0.0  # weight of an extra L1 weighted by each pixel's motion from the input image (0 = paper)
     loss: str = "bce"  # adversarial loss: bce (the paper's log form, non-saturating G) | hinge
     image_frames: int = 1  # frames per clip that D_I judges (Gamma_1: one)
     ema: float = 0.0  # G weight EMA decay (0 = off); the EMA weights are what load_generator returns

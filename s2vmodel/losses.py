@@ -35,6 +35,17 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().mean()
 
 
+def motion_l1_loss(fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Return the L1 error weighted by how far each real pixel moved from the input image.
+
+    fake, real: (B, T, 3, H, W); image: (B, 3, H, W). Normalised by the mean weight, so it is an
+    L1 over the moving pixels: when only small parts of a frame move (hands, a mouth), the plain
+    L1 barely notices a still output, this term does.
+    """
+    weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)  # (B, T, 1, H, W)
+    return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
+
+
 def frame_indices(*, batch: int, frames: int, count: int, generator: torch.Generator) -> torch.Tensor:
     """Return (batch, count) random frame indices: which frames D_I judges (Gamma_1, `count` per clip)."""
     return torch.randint(0, frames, (batch, count), generator=generator)

@@ -331,6 +331,8 @@ def _run(
             adv_v = losses.g_adv_loss(discriminators.video(fake_clips).float(), kind=tc.loss)
             l1 = losses.l1_loss(fake.float(), video)
             loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v + tc.lambda_l1 * l1
+            if tc.lambda_motion > 0:
+                loss_g = loss_g + tc.lambda_motion * losses.motion_l1_loss(fake.float(), video, image=image)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
