@@ -80,17 +80,22 @@ def synth(
     count: int = typer.Option(8, "--count", "-n", min=1, help="number of sources"),
     seed: int = typer.Option(0, "--seed", help="the same seed gives the same sources"),
     seconds: float = typer.Option(12.0, "--seconds", min=1.0, help="length of each source"),
+    defect: Optional[str] = typer.Option(None, "--defect", help="pan, zoom, shake, unrelated, music, silent, still or cut (labelled bad sources)"),
+    strength: Optional[float] = typer.Option(None, "--strength", help="the defect's strength (units in docs/synth.md)"),
     data: Path = DataOpt,
     targets_file: Optional[Path] = TargetsOpt,
 ) -> None:
     """Generate synthetic sources (sound caused by motion) and register them."""
-    from s2vdata.synth import TARGETS, synth_sources
+    from s2vdata.synth import DEFECTS, TARGETS, synth_sources
 
     if target not in TARGETS:
         console.print(f"[red]error:[/red] synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them")
         raise typer.Exit(2)
+    if defect is not None and defect not in DEFECTS:
+        console.print(f"[red]error:[/red] --defect must be one of {', '.join(d for d in DEFECTS if d)}")
+        raise typer.Exit(2)
     with console.status(f"rendering {count} {target} sources"):
-        rep = synth_sources(target=target, count=count, seed=seed, data_dir=data, seconds=seconds)
+        rep = synth_sources(target=target, count=count, seed=seed, data_dir=data, seconds=seconds, defect=defect, strength=strength)
     console.print(f"synth {target}: {rep.added} added, {rep.existing} already there, {rep.failed} failed -> {data}/sources.csv")
     if rep.failed:
         raise typer.Exit(1)

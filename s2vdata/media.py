@@ -33,6 +33,9 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".m
 # A source whose audio jumps ahead by more than this gets silence in the gap instead of being pulled forward.
 _AUDIO_GAP_S = 0.05
 _EPS = 1e-6
+# Containers that keep time in milliseconds (Matroska, WebM, FLV) round a frame at 80/30 s to
+# 2.667 s: a frame stamped up to half a millisecond after a grid instant is on screen at it.
+_TIMESTAMP_SLACK = 0.0006
 
 
 class MediaError(Exception):
@@ -252,7 +255,7 @@ class _VideoCursor:
 
     def at(self, t: float) -> np.ndarray | None:
         """Returns the displayed square frame on screen at time t (None past the end of the stream)."""
-        while self._next is not None and self._next_t <= t + _EPS:
+        while self._next is not None and self._next_t <= t + _TIMESTAMP_SLACK:
             self._current, self._current_t, self._current_img = self._next, self._next_t, None
             self._advance()
         if self._current is None:

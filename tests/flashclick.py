@@ -36,6 +36,7 @@ def make_source(
     audio: bool = True,
     silent: bool = False,
     still: bool = False,
+    channels: int = 1,
 ) -> list[float]:
     """Writes a source and returns the instants (s, presentation timeline) of its flash+click events.
 
@@ -81,6 +82,11 @@ def make_source(
             for t in events:
                 j = round((t - audio_start) * sample_rate)
                 track[j:j + int(0.01 * sample_rate)] = 0.8
+    if track is not None and channels > 1:
+        # the clicks on the centre channel only (5.1: FL FR FC LFE BL BR), the rest a faint hiss
+        multi = np.repeat(track[:, None] * 0.05, channels, axis=1)
+        multi[:, 2 if channels >= 3 else 0] = track
+        track = multi
     write_video(path, frames(), track, fps=fps or 30.0, sample_rate=sample_rate, frame_times=times if vfr_seed is not None else None,
                 video_start_s=video_start, audio_start_s=audio_start, rotation=rotation)
     return events

@@ -28,6 +28,7 @@ CASES = {
     "portrait-mp4": dict(fps=30.0, sample_rate=44_100, ext="mp4", size=(300, 400)),
     "rot90-mp4": dict(fps=30.0, sample_rate=44_100, ext="mp4", rotation=90),
     "rot270-mov": dict(fps=30.0, sample_rate=44_100, ext="mov", rotation=270),
+    "6ch-48k-mkv": dict(fps=30.0, sample_rate=48_000, ext="mkv", channels=6),
 }
 
 
