@@ -1,0 +1,104 @@
+"""measure_window + decide on labelled scenes: each defect fails its own check, a clean scene passes all."""
+
+import json
+
+import numpy as np
+import pytest
+
+from checks_scenes import scene
+from s2vdata.checks import CHECKS, CheckResult, decide, measure_window
+from s2vdata.targets import get_target
+
+HAND = get_target("hand")
+
+
+def _failed(defect, strength=0.0, seed=0):
+    frames, audio, _ = scene(defect, strength=strength, seed=seed)
+    m = measure_window(frames, audio)
+    return {r.check: r for r in decide(m["scores"], HAND) if not r.passed}, m
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clean_scene_passes_every_check(seed):
+    failed, m = _failed(None, seed=seed)
+    assert failed == {}
+    assert m["scores"]["camera_shift"] < 0.05
+    assert abs(m["scores"]["av_lag_frames"]) <= 5
+
+
+@pytest.mark.parametrize("strength", [0.5, 2.0])
+def test_pan_fails_the_camera_check_with_its_speed(strength):
+    failed, m = _failed("pan", strength)
+    assert "camera_shift" in failed
+    assert m["scores"]["camera_shift"] == pytest.approx(strength, rel=0.15)
+
+
+def test_shake_and_zoom_fail_the_camera_check():
+    shaken, _ = _failed("shake", 3.0)
+    zoomed, _ = _failed("zoom", 20.0)
+    assert "camera_shift" in shaken and shaken["camera_shift"].value > 1.5
+    assert "camera_shift" in zoomed and zoomed["camera_shift"].value > 0.5
+
+
+def test_clicks_unrelated_to_the_motion_fail_av_sync():
+    failed, m = _failed("unrelated")
+    assert "av_sync" in failed
+    assert "sound does not follow" in failed["av_sync"].reason
+
+
+@pytest.mark.parametrize("level_db", [-10.0, 0.0])
+def test_music_bed_fails_unrelated_audio(level_db):
+    failed, m = _failed("music", level_db)
+    assert "unrelated_audio" in failed
+    assert m["scores"]["tonal_bed"] > 0.5
+
+
+def test_silent_still_and_cut_fail_their_plain_checks():
+    silent, _ = _failed("silent")
+    still, _ = _failed("still")
+    cut, m = _failed("cut")
+    assert "audio_db" in silent and silent["audio_db"].value < -100
+    assert "motion" in still and still["motion"].value == 0.0
+    assert set(cut) == {"scene_cut"}
+    # the cut is placed at frame 60: the curve peaks there
+    assert int(np.argmax(m["curves"]["cut"])) == 60
+
+
+def test_measure_window_is_json_and_has_one_curve_value_per_frame():
+    frames, audio, _ = scene(None, seed=3)
+    m = measure_window(frames, audio)
+    again = json.loads(json.dumps(m))
+    assert again["scores"] == m["scores"]
+    assert set(CHECKS) <= set(m["scores"])
+    for name in ("onset", "motion", "shift", "cut"):
+        assert len(m["curves"][name]) == 120
+
+
+def test_measure_window_takes_small_and_short_windows():
+    frames, audio, _ = scene(None, seed=0, n=40)
+    small = np.stack([f[::4, ::4] for f in frames])  # 72x72
+    m = measure_window(small, audio[: 40 * 1470])
+    assert all(np.isfinite(v) for v in m["scores"].values())
+    assert len(m["curves"]["onset"]) == 40
+
+
+def test_measure_window_rejects_frames_that_are_not_rgb_uint8():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        measure_window(np.zeros((120, 32, 32), np.float32), np.zeros(176400, np.float32))
+
+
+def test_decide_reports_every_check_in_order_and_fails_missing_scores():
+    results = decide({"audio_db": -20.0, "motion": 0.01}, HAND)
+    assert [r.check for r in results] == list(CHECKS)
+    assert all(isinstance(r, CheckResult) for r in results)
+    missing = [r for r in results if r.check == "av_sync"][0]
+    assert not missing.passed and "not measured" in missing.reason
+
+
+def test_decide_applies_the_targets_thresholds():
+    frames, audio, _ = scene(None, seed=0)
+    scores = measure_window(frames, audio)["scores"]
+    strict = get_target("hand").__class__("strict", av_sync_min=0.99, av_lag_max_frames=0)
+    failed = {r.check for r in decide(scores, strict) if not r.passed}
+    assert "av_sync" in failed
+    assert ("av_lag_frames" in failed) == (scores["av_lag_frames"] != 0)
