@@ -79,11 +79,18 @@ def cut_curve(frames: np.ndarray) -> np.ndarray:
     frames: (T, H, W, 3) uint8 RGB, best shrunk to ~150 px. Boundary i is
     between frames i-1 and i: the largest of the colour, layout and edge spikes.
     """
-    if len(frames) < 2:
-        return np.zeros(len(frames), dtype=np.float32)
-    colour, layout = _colour_jumps(frames)
-    spikes = np.maximum.reduce([_spikes(colour), _spikes(layout), _spikes(_edge_jumps(frames))])
-    return np.concatenate([[0.0], spikes]).astype(np.float32)
+    curve = np.zeros(len(frames), dtype=np.float32)
+    # A 25 fps source on the 30 fps grid repeats every sixth frame: a repeat is no
+    # change at all, and would make the change next to it look like a lone spike.
+    # Spikes are taken over the distinct frames and placed where each first shows.
+    fresh = [0] + [i for i in range(1, len(frames)) if not np.array_equal(frames[i], frames[i - 1])]
+    if len(fresh) < 2:
+        return curve
+    distinct = frames[fresh]
+    colour, layout = _colour_jumps(distinct)
+    spikes = np.maximum.reduce([_spikes(colour), _spikes(layout), _spikes(_edge_jumps(distinct))])
+    curve[fresh[1:]] = spikes
+    return curve
 
 
 def scene_cut(frames: np.ndarray) -> tuple[float, np.ndarray]:
