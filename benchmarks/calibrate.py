@@ -1,0 +1,270 @@
+"""Calibrate the window checks on a labelled synthetic set; print precision and recall of "keep".
+
+    .venv/bin/python benchmarks/calibrate.py [--seeds 6] [--files 1] [--jobs 2] [--out benchmarks/out/calibration.json]
+    .venv/bin/python benchmarks/calibrate.py --scores benchmarks/out/calibration.json   # re-decide only
+
+Scenes come from the project's generator (s2vdata.synth.render): for every
+shipped target, clean scenes and the same scenes with one defect at several
+strengths. Each scene is cut into back-to-back 4-second windows and measured
+by s2vdata.checks.measure_window; the shipped thresholds (s2vdata.targets)
+then decide. Two paths, so codec and frame-rate effects are in the numbers:
+
+- memory: frames rendered at 30 fps, cropped and resized as build does;
+- files: the scene written with s2vdata.media.write_video (H.264 + AAC, MP4)
+  at the generator's per-source sizes and frame rates (25, 29.97, 30 fps),
+  then decoded on the clip grid by s2vdata.media.GridReader, the build's reader.
+
+Labels, per window: a clean window is good if a sound event falls inside it
+(a window with nothing happening is neither: it is reported, not counted);
+a window with a defect is bad (for `cut`, only the window the cut falls in).
+Scores are saved, so `--scores` re-decides with changed thresholds in a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from s2vdata.checks import CHECKS, decide, measure_window
+from s2vdata.config import CLIP
+from s2vdata.targets import SHIPPED, load_targets
+
+TARGETS = ("mouth", "hand", "fireworks", "sea")
+# (defect, strengths): pans in px/frame at 286 px, zoom in %/s, shake in px, music in dB under the events
+GRID = [
+    (None, [None]),
+    ("pan", [0.5, 1.0, 2.0, 5.0]),
+    ("zoom", [5.0, 10.0, 20.0]),
+    ("shake", [1.0, 3.0, 10.0]),
+    ("unrelated", [1.0]),
+    ("music", [-30.0, -20.0, -10.0, 0.0]),
+    ("silent", [None]),
+    ("still", [None]),
+    ("cut", [None]),
+]
+SECONDS = 8.2  # two back-to-back windows per scene (and room for a 25 fps grid)
+CLEAN_SEEDS_FACTOR = 3  # clean scenes get this many times the seeds: precision needs many good windows
+SIZES = ((320, 320), (384, 288), (288, 384), (352, 352))
+RATES = (30.0, 25.0, 30000 / 1001)
+
+
+def _square(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return cv2.resize(frame[y : y + s, x : x + s], (CLIP.size, CLIP.size), interpolation=cv2.INTER_AREA)
+
+
+def _label(scene, start_s: float, *, defect: str | None) -> str:
+    """Returns "good", "bad" or "empty" (clean but nothing happens) for the window starting at start_s."""
+    end_s = start_s + CLIP.seconds
+    if defect == "cut":
+        cut_s = (scene.n_frames // 2) / scene.fps
+        return "bad" if start_s + 1 / CLIP.fps < cut_s < end_s - 1 / CLIP.fps else "good" if _has_event(scene, start_s, end_s) else "empty"
+    if defect is not None:
+        return "bad"
+    return "good" if _has_event(scene, start_s, end_s) else "empty"
+
+
+def _has_event(scene, start_s: float, end_s: float) -> bool:
+    return any(start_s + 0.1 <= t < end_s - 0.1 for t in scene.events_s)
+
+
+def _windows_memory(scene):
+    """Yields (start_s, frames, audio) back to back from a scene rendered at 30 fps."""
+    frames = np.stack([_square(f) for f in scene.frames()])
+    n, spf = CLIP.frames, CLIP.samples_per_frame
+    for start in range(0, len(frames) - n + 1, n):
+        audio = scene.audio[start * spf : (start + n) * spf]
+        if len(audio) == n * spf:
+            yield start / CLIP.fps, frames[start : start + n], audio
+
+
+def _windows_file(scene, folder: Path, name: str):
+    """Yields (start_s, frames, audio) back to back from the scene written as an MP4 and decoded on the grid."""
+    from s2vdata.media import GridReader, write_video
+
+    path = folder / f"{name}.mp4"
+    write_video(path, scene.frames(), scene.audio, fps=scene.fps, sample_rate=scene.sample_rate)
+    n, spf = CLIP.frames, CLIP.samples_per_frame
+    frames, audio, start = [], [], None
+    with GridReader(path) as reader:
+        for slot in reader.slots():
+            if start is None:
+                start = slot.index
+            frames.append(slot.frame)
+            audio.append(slot.audio)
+            if len(frames) == n:
+                yield start / CLIP.fps, np.stack(frames), np.concatenate(audio)
+                frames, audio, start = [], [], None
+    path.unlink(missing_ok=True)
+
+
+def measure_scene(task: dict) -> list[dict]:
+    """Returns one record per window of one labelled scene: its label and scores."""
+    from s2vdata import synth
+
+    t = task
+    fps, size = (30.0, (320, 320)) if t["path"] == "memory" else (RATES[t["variant"] % len(RATES)], SIZES[t["variant"] % len(SIZES)])
+    scene = synth.render(t["target"], seed=[7, t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
+                         defect=t["defect"], strength=t["strength"])
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        windows = _windows_memory(scene) if t["path"] == "memory" else _windows_file(scene, Path(tmp), "scene")
+        for start_s, frames, audio in windows:
+            t0 = time.process_time()
+            m = measure_window(frames, audio)
+            out.append({**t, "fps": fps, "size": list(size), "start_s": start_s,
+                        "label": _label(scene, start_s, defect=t["defect"]), "scores": m["scores"],
+                        "cpu_s": time.process_time() - t0})
+    return out
+
+
+def tasks(*, seeds: int, file_seeds: int) -> list[dict]:
+    """Returns the labelled scenes to measure: every target x defect x strength x seed, on both paths."""
+    out = []
+    for target in TARGETS:
+        for defect, strengths in GRID:
+            for strength in strengths:
+                n = seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
+                nf = file_seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
+                for s in range(n):
+                    out.append({"target": target, "defect": defect, "strength": strength, "seed": s, "path": "memory", "variant": s})
+                for s in range(nf):
+                    out.append({"target": target, "defect": defect, "strength": strength, "seed": 1000 + s, "path": "files",
+                                "variant": s + len(out)})
+    return out
+
+
+def _kind(r: dict) -> str:
+    if r["defect"] is None:
+        return "clean"
+    return r["defect"] if r["strength"] is None else f"{r['defect']} {r['strength']:g}"
+
+
+def evaluate(records: list[dict], targets: dict) -> str:
+    """Returns the calibration tables: per target, per kind the share of windows kept, and precision/recall of keep."""
+    lines = []
+    summary = []
+    for name in TARGETS:
+        target = targets[name]
+        rows = [r for r in records if r["target"] == name]
+        by_kind: dict[str, list] = defaultdict(list)
+        fails_by_kind: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+        tp = fp = fn = 0
+        for r in rows:
+            results = decide(r["scores"], target)
+            kept = all(x.passed for x in results)
+            kind = _kind(r) if r["label"] != "empty" else "clean, no event in window"
+            if r["defect"] == "cut" and r["label"] != "bad":
+                kind = "cut: windows without the cut"
+            by_kind[kind].append((kept, r["path"]))
+            for x in results:
+                if not x.passed:
+                    fails_by_kind[kind][x.check] += 1
+            if r["label"] == "good":
+                tp += kept
+                fn += not kept
+            elif r["label"] == "bad":
+                fp += kept
+        precision = tp / (tp + fp) if tp + fp else float("nan")
+        recall = tp / (tp + fn) if tp + fn else float("nan")
+        lines.append(f"\n## {name}  (precision of keep {precision:.3f}, recall of keep {recall:.3f}; "
+                     f"{len(rows)} windows)\n")
+        lines.append("| kind | windows (memory/files) | kept | rejected | failing checks |")
+        lines.append("|---|---|---|---|---|")
+        for kind in sorted(by_kind, key=lambda k: (k != "clean", k)):
+            v = by_kind[kind]
+            kept = sum(k for k, _ in v)
+            mem = sum(1 for _, p in v if p == "memory")
+            fails = ", ".join(f"{c} {n}" for c, n in sorted(fails_by_kind[kind].items(), key=lambda x: -x[1]))
+            lines.append(f"| {kind} | {len(v)} ({mem}/{len(v) - mem}) | {kept / len(v):.2f} | {1 - kept / len(v):.2f} | {fails} |")
+        summary.append((name, precision, recall))
+        # per check: share of good windows it lets through (recall of keep if it were the only check)
+        good = [r for r in rows if r["label"] == "good"]
+        per_check = []
+        for c in CHECKS:
+            passed = sum(1 for r in good if next(x for x in decide(r["scores"], target) if x.check == c).passed)
+            per_check.append(f"{c} {passed / max(1, len(good)):.3f}")
+        lines.append(f"\ngood windows passing each check alone: {'; '.join(per_check)}")
+    head = ["| target | precision of keep | recall of keep |", "|---|---|---|"]
+    head += [f"| {n} | {p:.3f} | {r:.3f} |" for n, p, r in summary]
+    return "\n".join(head + lines)
+
+
+def quantiles(records: list[dict]) -> str:
+    """Returns per target and kind the 5/50/95th percentiles of every score (to see the margins)."""
+    lines = []
+    for name in TARGETS:
+        lines.append(f"\n## scores of {name}: p5 / p50 / p95")
+        kinds: dict[str, list] = defaultdict(list)
+        for r in records:
+            if r["target"] == name and r["label"] != "empty":
+                kinds[_kind(r) if r["label"] == "bad" else "clean"].append(r["scores"])
+        lines.append("| kind | " + " | ".join(CHECKS) + " |")
+        lines.append("|---" * (len(CHECKS) + 1) + "|")
+        for kind, scores in sorted(kinds.items(), key=lambda kv: (kv[0] != "clean", kv[0])):
+            cells = []
+            for c in CHECKS:
+                v = np.array([s[c] for s in scores], dtype=float)
+                cells.append("/".join(f"{x:.3g}" for x in np.percentile(v, [5, 50, 95])))
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per defect and strength, memory path (clean: x3)")
+    parser.add_argument("--files", type=int, default=1, help="seeds per defect and strength through real files (clean: x3)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/calibration.json"))
+    parser.add_argument("--scores", type=Path, help="re-decide saved scores instead of measuring")
+    parser.add_argument("--targets", type=Path, help="TOML file of target thresholds to try")
+    parser.add_argument("--quantiles", action="store_true", help="also print score percentiles per kind")
+    args = parser.parse_args(argv)
+
+    targets = load_targets(args.targets) if args.targets else dict(SHIPPED)
+    if args.scores:
+        doc = json.loads(args.scores.read_text())
+        records = doc["records"]
+    else:
+        todo = tasks(seeds=args.seeds, file_seeds=args.files)
+        t0 = time.time()
+        records = []
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for i, recs in enumerate(pool.map(measure_scene, todo, chunksize=2)):
+                records.extend(recs)
+                if (i + 1) % 50 == 0:
+                    print(f"  {i + 1}/{len(todo)} scenes, {time.time() - t0:.0f} s", file=sys.stderr)
+        doc = {
+            "command": " ".join(["benchmarks/calibrate.py", *(argv if argv is not None else sys.argv[1:])]),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+            "wall_s": round(time.time() - t0, 1),
+            "records": records,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc))
+    cpu = [r["cpu_s"] for r in records]
+    print(f"# calibration: {len(records)} windows; measure_window {1000 * np.mean(cpu):.0f} ms CPU per window (median "
+          f"{1000 * np.median(cpu):.0f}); {doc.get('date', '')}; {doc.get('machine', '')}; wall {doc.get('wall_s', '?')} s\n")
+    print(evaluate(records, targets))
+    if args.quantiles:
+        print(quantiles(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
