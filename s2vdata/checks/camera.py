@@ -19,6 +19,9 @@ from s2vdata.checks.signals import shrink
 # Longest side of the frames the tracker sees: 143 px (a 286 px clip halved) keeps
 # sub-pixel precision on a 0.5 px/frame pan (0.25 px here) and costs ~25 ms per window.
 TRACK_SIDE = 150
+# Frames apart in a tracked pair: 2 halves the cost and doubles a slow pan's
+# displacement; shake still reads at about half its amplitude, far above the threshold.
+PAIR_STEP = 2
 _GRID = 4  # corners are picked per cell of a 4x4 grid, so the background gets its share of them
 _PER_CELL = 4  # corners per grid cell
 _MAX_POINTS = _GRID * _GRID * _PER_CELL
@@ -50,23 +53,24 @@ def _corners(img: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(found[rank < _PER_CELL])
 
 
-def track_shifts(grey: np.ndarray) -> np.ndarray:
-    """Returns the camera motion between consecutive frames, shape (T - 1,), in px of `grey`.
+def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
+    """Returns the camera motion per frame between frames i and i+step (i = 0, step, 2*step, ...), in px of `grey`.
 
-    `grey` is (T, h, w) uint8. NaN where the pair cannot be measured (no
-    texture to track, the fit failed).
+    `grey` is (T, h, w) uint8. One value per pair, divided by `step`; NaN
+    where the pair cannot be measured (no texture to track, the fit failed).
     """
     t, h, w = grey.shape
-    out = np.full(max(0, t - 1), np.nan, dtype=np.float32)
+    starts = list(range(0, t - step, step))
+    out = np.full(len(starts), np.nan, dtype=np.float32)
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
     points = None
-    for i in range(t - 1):
-        if points is None or len(points) < _MAX_POINTS // 2 or i % _REDETECT_EVERY == 0:
+    for j, i in enumerate(starts):
+        if points is None or len(points) < _MAX_POINTS // 2 or i % _REDETECT_EVERY < step:
             points = _corners(grey[i])
         if points is None or len(points) < _MIN_POINTS:
             points = None
             continue
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + 1], points, None, winSize=(9, 9), maxLevel=2)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + step], points, None, winSize=(9, 9), maxLevel=2)
         ok = status[:, 0] == 1
         if ok.sum() < _MIN_POINTS:
             points = None
@@ -75,10 +79,10 @@ def track_shifts(grey: np.ndarray) -> np.ndarray:
         fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=_RANSAC_PX)
         still = int((np.hypot(*(dst - src).T) <= _STILL_PX).sum())
         if fit is not None and still >= _FIXED_PREFERENCE * int(inliers.sum()):
-            out[i] = 0.0
+            out[j] = 0.0
         elif fit is not None:
             displaced = corners @ fit[:, :2].T + fit[:, 2]
-            out[i] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max())
+            out[j] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max()) / step
         points = moved[ok].reshape(-1, 1, 2)
     return out
 
@@ -99,8 +103,12 @@ def camera_shift(frames_grey: np.ndarray, *, scale: float = 1.0) -> tuple[float,
         return 0.0, np.zeros(len(g), np.float32)
     small = shrink(g, side=TRACK_SIDE)
     scale = scale * g.shape[2] / small.shape[2]
-    shifts = track_shifts(small) * scale
-    curve = np.concatenate([[0.0], np.nan_to_num(shifts, nan=0.0)]).astype(np.float32)
+    step = PAIR_STEP if len(g) > 2 * PAIR_STEP else 1
+    shifts = track_shifts(small, step=step) * scale
+    # each pair's per-frame shift stands for the frames it spans
+    curve = np.zeros(len(g), np.float32)
+    for j, value in enumerate(np.nan_to_num(shifts, nan=0.0)):
+        curve[j * step + 1 : (j + 1) * step + 1] = value
     measured = shifts[np.isfinite(shifts)]
     if len(measured) == 0:
         return 0.0, curve
