@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Callable, Iterable, Iterator
 
 from s2vdata.build import SourceJob, SourceOutcome
@@ -27,6 +28,8 @@ INSTALL_HINT = "--executor ray needs Ray: pip install 's2v[ray]'"
 MAX_RETRIES = 3  # a task whose worker dies is run again up to this many times
 # environment every Ray process of ours gets: Ray must never phone home (no internet on data machines, and no surprise)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+JOIN_HINT = "start the head with `ray start --head --port=6379` and pass its host:port, or leave --ray-address out for a local instance"
+CONNECT_TIMEOUT_S = 10.0  # how long a cluster's head may take to accept a connection
 MIN_IN_FLIGHT = 8  # tasks kept submitted even on a tiny cluster, so no CPU waits for the driver
 
 
@@ -39,26 +42,48 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raises ValueError if a host:port Ray address does not accept connections."""
+    # ray.init keeps retrying an address where nothing listens for many minutes without a word
+    if "://" in address or address in ("auto", "local"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.1:6379), auto, or ray://host:10001")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"Ray address {address!r}: nothing answers there ({e.strerror or e}); {JOIN_HINT}") from e
+
+
 def start_ray(*, ray_address: str | None = None, num_cpus: int | None = None) -> bool:
     """Returns True if this call started (or connected) Ray and the caller must shut it down, False if it was already up.
 
-    With `ray_address` ("auto", "host:6379", "ray://host:10001") it joins that
-    cluster; without one it starts a local instance on this machine's cores.
-    Usage statistics are switched off in this process and in every worker.
+    With `ray_address` ("auto", "host:6379", "ray://host:10001"), or else the
+    RAY_ADDRESS environment variable (set by `ray job submit`), it joins that
+    cluster; without either it starts a local instance on this machine's
+    cores, even if a `ray start` cluster runs here. Usage statistics are
+    switched off in this process and in every worker.
     """
     ray = _import_ray()
     os.environ.update(RAY_ENV)
     if ray.is_initialized():
         return False
+    ray_address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if ray_address:
-        # the cluster's workers do not inherit this process's environment: give it to them with the job
-        ray.init(address=ray_address, runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        _check_reachable(ray_address)
+        try:
+            # the cluster's workers do not inherit this process's environment: give it to them with the job
+            ray.init(address=ray_address, runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
+                     logging_level=logging.WARNING)
+        except ConnectionError as e:
+            raise ValueError(f"Ray address {ray_address!r}: {str(e).splitlines()[0].rstrip('.')}; {JOIN_HINT}") from e
     else:
         # a local instance and its workers inherit os.environ; a job runtime_env here would only
         # make Ray start fresh workers instead of its prestarted ones (seconds on a small machine)
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        # address="local": ray.init(address=None) would join a `ray start` cluster it finds on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,7 @@ def reference(sources, tmp_path_factory) -> Path:
 def ray_instance():
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+        mp.delenv("RAY_ADDRESS", raising=False)
         assert start_ray(num_cpus=2) is True
         assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
         try:
@@ -173,6 +175,20 @@ def test_the_cli_shows_the_install_command_whole(reference, tmp_path, monkeypatc
     assert INSTALL_HINT in result.output
 
 
+def test_a_ray_address_where_nothing_listens_is_a_usage_error_not_a_hang(reference, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run([str(S2VDATA), "build", "--target", TARGET, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+                             "--data", str(reference / "data"), "--manifests", str(tmp_path / "m")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    said = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert result.returncode == 2, said
+    assert f"127.0.0.1:{port}" in said and "nothing answers there" in said
+    assert "ray start --head" in said
+
+
 def session_pids(sid: int) -> list[int]:
     """Returns the ids of the live processes in a session (the killed driver's Ray processes)."""
     pids = []
@@ -193,7 +209,7 @@ def test_a_driver_killed_mid_run_is_finished_by_a_local_rerun_without_redoing_so
     work = root / "data" / "work" / TARGET
     n_jobs = len(plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings(seed=SEED))[0])
     log = (tmp_path / "driver.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_USAGE_STATS_ENABLED"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_USAGE_STATS_ENABLED", "RAY_ADDRESS")}
     driver = subprocess.Popen([str(S2VDATA), "build", "--target", TARGET, "--executor", "ray", "--seed", str(SEED),
                                "--data", "data", "--manifests", "manifests"], cwd=root, stdout=log, stderr=subprocess.STDOUT,
                               env=env, start_new_session=True)
