@@ -56,6 +56,18 @@ def _check_reachable(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> N
         raise ValueError(f"Ray address {address!r}: nothing answers there ({e.strerror or e}); {JOIN_HINT}") from e
 
 
+def _join_failure(error: BaseException) -> str:
+    """Returns why joining a cluster failed and what to do, from the innermost error Ray chained."""
+    chain = [error]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+    text = " ".join(str(e) for e in chain)
+    if "InvalidAuthToken" in text or "AuthenticationError" in text:
+        return ("the cluster wants an authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+                "(or the token file) as on the cluster's nodes; see docs/scaling.md")
+    return f"{str(error).splitlines()[0].rstrip('.')}; {JOIN_HINT}"
+
+
 def start_ray(*, ray_address: str | None = None, num_cpus: int | None = None) -> bool:
     """Returns True if this call started (or connected) Ray and the caller must shut it down, False if it was already up.
 
@@ -77,7 +89,7 @@ def start_ray(*, ray_address: str | None = None, num_cpus: int | None = None) ->
             ray.init(address=ray_address, runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
                      logging_level=logging.WARNING)
         except ConnectionError as e:
-            raise ValueError(f"Ray address {ray_address!r}: {str(e).splitlines()[0].rstrip('.')}; {JOIN_HINT}") from e
+            raise ValueError(f"Ray address {ray_address!r}: {_join_failure(e)}") from e
     else:
         # a local instance and its workers inherit os.environ; a job runtime_env here would only
         # make Ray start fresh workers instead of its prestarted ones (seconds on a small machine)
