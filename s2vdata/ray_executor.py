@@ -4,8 +4,8 @@ A task is `run(job)` (`executors.run_one`), which reads the source and writes
 the sidecar and part tar at the absolute paths in the job, so every node must
 see the data folder at the same path (a shared POSIX filesystem: see
 docs/scaling.md). The results do not depend on where a task ran: the commit
-on the driver reads them in registry order, and clips are encoded with a
-fixed thread count.
+on the driver reads them in registry order, and `encode_clip` makes the same
+bytes from the same pictures (see docs/scaling.md for what the nodes need).
 
 A worker that dies mid-task (killed, out of memory, node lost) is retried by
 Ray up to MAX_RETRIES times; because a source's files are written atomically
