@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,7 +29,7 @@ def _target(name: str, targets_file: Optional[Path]):
     try:
         return get_target(name, targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
 
 
@@ -57,7 +58,7 @@ def ingest(
     try:
         files = expand_paths(paths)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
     with _progress() as progress:
         task = progress.add_task("ingest", total=len(files), info="")
@@ -137,7 +138,7 @@ def build(
             rep = run_build(target=preset, data_dir=data, manifests_dir=manifests, settings=settings, jobs=jobs,
                             executor=executor, ray_address=ray_address, on_source=on_source, on_start=on_start)
         except (ValueError, ImportError) as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(2)
     table = Table(title=f"build {target}: {rep.seconds:.1f} s")
     table.add_column("what")
@@ -173,7 +174,7 @@ def verify(
             problems, n = verify_manifest(manifest, on_clip=lambda: progress.update(task, advance=1),
                                           on_total=lambda t: progress.update(task, total=t))
         except (FileNotFoundError, ValueError) as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(2)
     for clip_id, problem in problems:
         console.print(f"[red]{clip_id}[/red]: {problem}")
@@ -190,7 +191,7 @@ def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
     try:
         presets = load_targets(targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
     names = [f.name for f in fields(Target) if f.name not in ("name", "description")]
     table = Table(title="target presets")
@@ -219,7 +220,7 @@ def report(
     try:
         path = write_report(target=target, data_dir=data, manifests_dir=manifests, out=out)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
     console.print(f"report: {path}")
 
@@ -256,7 +257,7 @@ def fetch(
         try:
             rep = fetch_urls(urls_file, data_dir=data, options=options, progress=on_event)
         except ValueError as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(2)
     table = Table(title=f"fetch {urls_file}")
     table.add_column("outcome")

@@ -434,7 +434,8 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
     if codec == "libx264":
-        # a constant quantiser: CRF rate control does not give the same bytes twice (see encode_clip)
+        # a constant quantiser, not CRF: CRF's macroblock-tree lookahead (in its AVX-512 code)
+        # gave other bytes for the same pictures from one call to the next
         stream.options = {"qp": str(crf), "preset": "veryfast"}
     elif codec in ("libvpx", "libvpx-vp9"):
         stream.options = {"crf": str(max(crf, 4)), "b": "0"}
@@ -449,9 +450,9 @@ class _YuvConverter:
     """RGB arrays to yuv420p frames (BT.601, limited range), the same bytes every time.
 
     swscale picks its SIMD path from the memory alignment of the picture and
-    the paths round differently, so the same clip could encode to other
-    bytes: OpenCV's conversion is bit-exact, and every byte of the frame,
-    line padding included, is written.
+    the paths round differently (seen: the same picture at four addresses gave
+    two results); OpenCV's conversion is bit-exact, and every byte of the
+    frame, line padding included, is written.
     """
 
     def __call__(self, img: np.ndarray) -> av.VideoFrame:
@@ -597,38 +598,28 @@ def audio_to_int16(audio: np.ndarray) -> np.ndarray:
 def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP) -> tuple[bytes, bytes]:
     """Returns the (mp4, flac) bytes of one clip in the clip contract.
 
-    The same arrays give the same bytes on any machine with the same library
-    versions: x264 runs on one thread at a constant quantiser, the colour
-    conversion is bit-exact, and the muxer runs in bitexact mode.
+    The same arrays give the same bytes on any x86-64 machine (SSSE3 or newer)
+    with the same library versions: x264 runs on one thread at a constant
+    quantiser, the colour conversion is OpenCV's bit-exact one, and the muxer
+    runs in bitexact mode.
     """
     frames = np.asarray(frames)
     if frames.shape != (clip.frames, clip.size, clip.size, 3) or frames.dtype != np.uint8:
         raise ValueError(f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}")
     if np.shape(audio) != (clip.samples,):
         raise ValueError(f"clip audio must be ({clip.samples},), got {np.shape(audio)}")
-    # x264 reads past the edge of a picture whose sides are not multiples of 16, and what it
-    # finds there (uninitialised memory) changes the bytes: encode a padded picture and crop
-    # it away in the stream header (SPS cropping), so every decoder shows size x size
-    pad = (-clip.size) % 16
     with tempfile.TemporaryDirectory(prefix="s2v-clip-") as tmp:
         out = Path(tmp) / "clip.mp4"
         container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
         try:
-            side = clip.size + pad
-            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=side, height=side, crf=clip.qp, threads=1)
-            # a constant quantiser, not CRF: x264's CRF rate control gave other bytes for the
-            # same pictures from one call to the next (seen on the first frame of a clip)
-            vs.options = {"qp": str(clip.qp), "preset": "veryfast"}
-            if pad:
-                vs.options = {**vs.options, "x264-params": f"crop-rect=0,0,{pad},{pad}"}
+            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.qp, threads=1)
             vs.codec_context.flags |= av.codec.context.Flags.bitexact
             tb = Fraction(1, clip.fps)
             vs.time_base = tb
             vs.codec_context.time_base = tb
             to_yuv = _YuvConverter()
             for i, img in enumerate(frames):
-                frame = to_yuv(np.pad(img, ((0, pad), (0, pad), (0, 0)), mode="edge") if pad else img)
-                # an unset frame time base leaves x264's rate control reading garbage timestamps
+                frame = to_yuv(img)
                 frame.pts = i
                 frame.time_base = tb
                 for packet in vs.encode(frame):

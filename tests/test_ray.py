@@ -166,8 +166,6 @@ def test_without_ray_installed_the_build_says_how_to_install_it(reference, tmp_p
     assert not (tmp_path / "fresh" / f"{TARGET}.csv").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints the error through rich markup, which swallows '[ray]': "
-                                       "the fix is rich.markup.escape(str(e)) in cli.py (lead's file)")
 def test_the_cli_shows_the_install_command_whole(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     result = CliRunner().invoke(app, ["build", "--target", TARGET, "--executor", "ray", "--data", str(reference / "data"),
