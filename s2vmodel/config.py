@@ -102,7 +102,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {
             "n_fft": 1470,
             "se_hidden": 32,
-            "ngf": 16,
+            "ngf": 8,
             "g_depth": 4,
             "g_norm": "batch",
             "sound_levels": 4,
@@ -117,6 +117,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lambda_image": 0.05,
             "lambda_video": 0.05,
             "lambda_l1": 10.0,
+            "lambda_motion": 3.0,
             "loss": "hinge",
             "image_frames": 4,
             "log_every": 10,
