@@ -22,44 +22,19 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def make_source(path: Path, *, seconds: float, width: int = 1280, height: int = 720, fps: float = 30.0, seed: int = 0) -> None:
-    """Writes a fixed-camera source with claps: a moving pair of discs and a click when they meet."""
+def make_source(path: Path, *, seconds: float, width: int = 1280, height: int = 720, seed: int = 0) -> None:
+    """Writes a 720p synthetic hand-clap source (the project's own generator), unless it exists."""
     from s2vdata.media import write_video
+    from s2vdata.synth import render
 
     if path.exists():
         return
-    rng = np.random.default_rng(seed)
-    n = int(seconds * fps)
-    bg = np.zeros((height, width, 3), np.uint8)
-    bg[:] = rng.integers(20, 120, 3)
-    yy, xx = np.mgrid[0:height, 0:width]
-    bg = (bg + (xx[..., None] * 40 // width)).astype(np.uint8)
-    period = 0.9
-    sr = 44_100
-    audio = rng.normal(0, 0.003, int(seconds * sr)).astype(np.float32)
-    for k in range(int(seconds / period)):
-        j = int((k * period + period / 2) * sr)
-        audio[j:j + 400] += rng.normal(0, 0.5, 400).astype(np.float32) * np.exp(-np.arange(400) / 80)
-
-    def frames():
-        for i in range(n):
-            t = i / fps
-            phase = (t % period) / period
-            gap = int(abs(phase - 0.5) * 2 * width * 0.2)
-            img = bg.copy()
-            cy = height // 2
-            for cx in (width // 2 - 40 - gap, width // 2 + 40 + gap):
-                x0, x1 = max(0, cx - 40), min(width, cx + 40)
-                img[cy - 40:cy + 40, x0:x1] = (230, 200, 170)
-            yield img
-
-    write_video(path, frames(), audio, fps=fps, sample_rate=sr)
+    scene = render("hand", seed=seed, seconds=seconds, width=width, height=height)
+    write_video(path, scene.frames(), scene.audio, fps=scene.fps, sample_rate=scene.sample_rate)
 
 
 BARE = r"""
