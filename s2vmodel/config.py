@@ -124,6 +124,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "sample_every": 200,
             "ckpt_every": 100,
             "snapshot_every": 0,
+            # one compute thread leaves the second core to the data worker
+            "threads": 1,
         },
     },
 }
