@@ -40,10 +40,11 @@ class Target:
 
 
 SHIPPED: dict[str, Target] = {
-    "mouth": Target("mouth", "a mouth opening with spoken vowels", av_sync_min=0.3),
-    "hand": Target("hand", "hands meeting on a clap"),
+    "mouth": Target("mouth", "a mouth opening with spoken vowels", av_sync_min=0.27, unrelated_audio_max=0.4),
+    "hand": Target("hand", "hands meeting on a clap", av_sync_min=0.3, unrelated_audio_max=0.25),
     "fireworks": Target("fireworks", "a burst at the bang, after a rise", av_sync_min=0.4),
-    "sea": Target("sea", "foam following the roar of waves", scene_cut_max=0.3, camera_shift_max=0.3, av_sync_min=0.3, unrelated_audio_max=0.35),
+    "sea": Target("sea", "foam following the roar of waves", scene_cut_max=0.35, camera_shift_max=0.4, av_sync_min=0.28,
+                  unrelated_audio_max=0.35),
 }
 
 THRESHOLDS = tuple(f.name for f in fields(Target) if f.name not in ("name", "description"))

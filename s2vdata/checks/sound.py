@@ -41,7 +41,7 @@ def unrelated_audio(onset: np.ndarray, motion: np.ndarray, *, lag: int = 0, near
     Onset energy is the envelope above its median (the steady floor of a
     noise bed does not count as onsets; a music bed's notes do). Slot t is
     explained by the largest relative motion within `near` frames of t - lag
-    (the motion that caused it, given the measured lag), ramping from 0 to 1
+    (the motion that caused it, given the measured lag) or of t, ramping from 0 to 1
     up to a share _MOVING of the window's 95th-percentile motion. No onset
     energy at all gives 0.0.
     """
@@ -64,6 +64,9 @@ def unrelated_audio(onset: np.ndarray, motion: np.ndarray, *, lag: int = 0, near
             shifted[lag:] = rel[: n - lag] if lag < n else []
         else:
             shifted[: n + lag] = rel[-lag:]
+        # motion at the onset itself explains it too: the measured lag is the
+        # window's best overall fit, not every event's
+        shifted = np.maximum(shifted, rel)
         padded = np.pad(shifted, near, mode="constant")
         support = np.max(np.stack([padded[k : k + n] for k in range(2 * near + 1)]), axis=0)
     unexplained = excess * (1.0 - support)
