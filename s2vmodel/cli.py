@@ -106,10 +106,14 @@ def train(
                 cache_task = progress.add_task("decode cache", total=total, info="")
             progress.update(cache_task, completed=done)
 
+        rate = ""
+
         def on_step(step: int, total: int, m: dict[str, float]) -> None:
+            nonlocal rate
             eta = m.get("eta_s", float("nan"))
             left = f"{eta / 60:.1f} min left" if eta == eta else ""
-            rate = f"{m['steps_per_s']:.2f} steps/s " if "steps_per_s" in m else ""
+            # steps/s is measured on logging steps; show the last measure in between
+            rate = f"{m['steps_per_s']:.2f} steps/s " if "steps_per_s" in m else rate
             info = f"D {m['loss_d']:.3f} G {m['loss_g']:.3f} L1 {m['l1']:.4f} {rate}{left}"
             progress.update(step_task, completed=step, total=total, info=info)
 
