@@ -118,7 +118,7 @@ def measure_scene(task: dict) -> list[dict]:
 
     t = task
     fps, size = (30.0, (320, 320)) if t["path"] == "memory" else (RATES[t["variant"] % len(RATES)], SIZES[t["variant"] % len(SIZES)])
-    scene = synth.render(t["target"], seed=[7, t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
+    scene = synth.render(t["target"], seed=[t["base"], t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
                          defect=t["defect"], strength=t["strength"])
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +132,7 @@ def measure_scene(task: dict) -> list[dict]:
     return out
 
 
-def tasks(*, seeds: int, file_seeds: int) -> list[dict]:
+def tasks(*, seeds: int, file_seeds: int, base: int = 7) -> list[dict]:
     """Returns the labelled scenes to measure: every target x defect x strength x seed, on both paths."""
     out = []
     for target in TARGETS:
@@ -141,10 +141,11 @@ def tasks(*, seeds: int, file_seeds: int) -> list[dict]:
                 n = seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
                 nf = file_seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
                 for s in range(n):
-                    out.append({"target": target, "defect": defect, "strength": strength, "seed": s, "path": "memory", "variant": s})
+                    out.append({"target": target, "defect": defect, "strength": strength, "seed": s, "path": "memory", "variant": s,
+                                "base": base})
                 for s in range(nf):
                     out.append({"target": target, "defect": defect, "strength": strength, "seed": 1000 + s, "path": "files",
-                                "variant": s + len(out)})
+                                "variant": s + len(out), "base": base})
     return out
 
 
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4, help="seeds per defect and strength, memory path (clean: x3)")
     parser.add_argument("--files", type=int, default=1, help="seeds per defect and strength through real files (clean: x3)")
+    parser.add_argument("--base", type=int, default=7, help="first seed word of every scene: another value gives a held-out set")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/calibration.json"))
     parser.add_argument("--scores", type=Path, help="re-decide saved scores instead of measuring")
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(args.scores.read_text())
         records = doc["records"]
     else:
-        todo = tasks(seeds=args.seeds, file_seeds=args.files)
+        todo = tasks(seeds=args.seeds, file_seeds=args.files, base=args.base)
         t0 = time.time()
         records = []
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
