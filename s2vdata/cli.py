@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -186,22 +185,14 @@ def verify(
 @app.command()
 def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
     """List the target presets and their thresholds."""
-    from s2vdata.targets import Target, load_targets
+    from s2vdata.targets import format_targets
 
     try:
-        presets = load_targets(targets_file)
+        text = format_targets(targets_file)
     except ValueError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
-    names = [f.name for f in fields(Target) if f.name not in ("name", "description")]
-    table = Table(title="target presets")
-    table.add_column("setting")
-    for name in presets:
-        table.add_column(name, justify="right")
-    for setting in names:
-        table.add_row(setting, *[str(asdict(t)[setting]) for t in presets.values()])
-    table.add_row("description", *[t.description for t in presets.values()])
-    Console().print(table)
+    print(text)
 
 
 @app.command()

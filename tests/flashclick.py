@@ -50,7 +50,7 @@ def make_source(
     lo = max(video_start, audio_start) + 0.3
     candidates = [t for t in times if lo < t < min(video_start, audio_start) + seconds - 0.3]
     events: list[float] = []
-    for t in rng.permutation(candidates):
+    for t in rng.permutation(candidates) if n_flashes else []:
         # apart by 0.3 s at least: each event is told apart from the next
         if all(abs(t - e) > 0.3 for e in events):
             events.append(float(t))
