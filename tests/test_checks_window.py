@@ -102,3 +102,27 @@ def test_decide_applies_the_targets_thresholds():
     failed = {r.check for r in decide(scores, strict) if not r.passed}
     assert "av_sync" in failed
     assert ("av_lag_frames" in failed) == (scores["av_lag_frames"] != 0)
+
+
+def test_an_object_moving_over_a_bare_wall_is_not_a_moving_camera():
+    """Two blocks clapping in front of a plain wall: the only corners move, the camera does not."""
+    from s2vdata.checks.camera import camera_shift
+
+    frames = np.full((60, 286, 286), 90, np.uint8)
+    for i in range(60):
+        gap = int(abs((i % 20) - 10) * 6)
+        for x in (143 - 30 - gap, 143 + 10 + gap):
+            frames[i, 120:160, max(0, x):x + 20] = 220
+    score, _ = camera_shift(frames)
+    assert score < 0.1
+
+
+def test_a_pan_over_a_textured_wall_still_reads_as_camera_motion():
+    from s2vdata.checks.camera import camera_shift
+
+    rng = np.random.default_rng(0)
+    world = (rng.random((286, 600)) * 255).astype(np.uint8)
+    world = np.asarray(__import__("cv2").GaussianBlur(world, (5, 5), 0))
+    frames = np.stack([world[:, int(i * 1.5): int(i * 1.5) + 286] for i in range(60)])
+    score, _ = camera_shift(frames)
+    assert 1.2 < score < 1.8

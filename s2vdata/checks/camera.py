@@ -31,6 +31,10 @@ _RANSAC_PX = 0.3  # inlier distance at TRACK_SIDE: tighter than the slowest pan 
 # A fixed camera is preferred when it explains nearly as many points as the best
 # moving fit: large hands or a face can hold more corners than the background.
 _FIXED_PREFERENCE = 0.5
+# A camera that moves moves the whole view: a fit whose points span less than this share of
+# the frame (width or height) is an object moving over a bare background (a clap before a
+# plain wall), and tells nothing about the camera.
+_MIN_SPREAD = 0.5
 # A point that moved less than this (px at TRACK_SIDE) did not move: well under the
 # slowest pan we must see (0.5 px/frame at 286 px is 0.25 px here).
 _STILL_PX = 0.07
@@ -51,6 +55,14 @@ def _corners(img: np.ndarray) -> np.ndarray | None:
     rank = np.empty(len(cell), dtype=int)
     rank[order] = np.arange(len(cell)) - first
     return np.ascontiguousarray(found[rank < _PER_CELL])
+
+
+def _spread(points: np.ndarray, *, w: int, h: int) -> float:
+    """Returns how much of the frame (0..1, the larger of width and height) these (N, 2) points span."""
+    if len(points) < 2:
+        return 0.0
+    span = points.max(axis=0) - points.min(axis=0)
+    return float(max(span[0] / w, span[1] / h))
 
 
 def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
@@ -80,6 +92,8 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
         still = int((np.hypot(*(dst - src).T) <= _STILL_PX).sum())
         if fit is not None and still >= _FIXED_PREFERENCE * int(inliers.sum()):
             out[j] = 0.0
+        elif fit is not None and _spread(src[inliers[:, 0] == 1], w=w, h=h) < _MIN_SPREAD:
+            pass  # only an object moved: the pair is not measured
         elif fit is not None:
             displaced = corners @ fit[:, :2].T + fit[:, 2]
             out[j] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max()) / step
