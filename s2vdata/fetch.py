@@ -34,7 +34,8 @@ from yt_dlp.utils import (DownloadError, ExtractorError, UnsupportedError, Youtu
                           parse_bytes)
 
 from s2vdata.media import MediaError, probe
-from s2vdata.registry import Registry, now_iso
+from s2vdata.ingest import file_sha256
+from s2vdata.registry import Registry, cell, now_iso
 from s2vdata.targets import load_targets
 
 log = logging.getLogger(__name__)
@@ -515,14 +516,6 @@ class _Sessions:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _row(job: _Job, *, status: str, reason: str = "", added_at: str = "") -> dict:
     return {
         "source_id": job.source_id,
@@ -602,7 +595,7 @@ def _land(job: _Job, *, path: Path, info: dict, data_dir: Path, added_at: str) -
     for stale in sources.glob(f"{job.source_id}.*"):
         if stale != final:
             stale.unlink()
-    sha = _sha256(path)
+    sha = file_sha256(path)
     with open(path, "rb") as f:
         os.fsync(f.fileno())
     # the temporary folder is on the same file system (under data/): the rename is atomic
@@ -638,17 +631,8 @@ def _needs_fetch(row: dict | None, *, job: _Job, data_dir: Path, options: FetchO
     return options.retry_failed
 
 
-def _cell(value) -> str:
-    # as sources.csv stores it, so a row read back compares equal to the row written
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def _same(a: dict, b: dict) -> bool:
-    return all(_cell(a.get(k)) == _cell(b.get(k)) for k in set(a) | set(b))
+    return all(cell(a.get(k)) == cell(b.get(k)) for k in set(a) | set(b))
 
 
 def _warn_unknown_targets(lines: list[UrlLine]) -> None:

@@ -61,11 +61,12 @@ class Registry:
             writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
             for r in current:
-                writer.writerow({c: _cell(r.get(c)) for c in columns})
+                writer.writerow({c: cell(r.get(c)) for c in columns})
             write_text(self.path, buf.getvalue())
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
+    """Returns a value as sources.csv stores it (floats to 6 significant digits)."""
     if value is None:
         return ""
     if isinstance(value, float):
