@@ -15,3 +15,7 @@ echo "clips:    $(pwd)/data/shards/hand/"
 echo "manifest: $(pwd)/manifests/hand.csv ($(($(wc -l < manifests/hand.csv) - 1)) clips)"
 echo "rejects:  $(pwd)/manifests/hand.rejects.csv"
 echo "report:   $(pwd)/manifests/hand.report.html"
+echo
+echo "next: train the tiny model on these clips and make a video from a picture and a sound:"
+echo "  $BIN/s2vmodel train $(pwd)/manifests/hand.csv --preset tiny --out $(pwd)/runs/tiny"
+echo "  $BIN/s2vmodel generate --checkpoint $(pwd)/runs/tiny/checkpoints/latest.pt --image IMAGE.png --audio SOUND.wav --out out.mp4"
