@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import tarfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from s2vdata.config import BuildSettings
 from s2vdata.manifest import clip_sha256, write_manifest, write_rejects
 from s2vdata.media import GridReader, MediaError, encode_clip, probe
 from s2vdata.registry import Registry
-from s2vdata.shards import read_members, write_shard
+from s2vdata.shards import ShardWriter, index_members, read_sample
 from s2vdata.targets import Target
 from s2vdata.windows import judge, select, split_of, stride_slots
 
@@ -120,18 +121,24 @@ def _preflight(job: SourceJob) -> tuple[dict, dict | None]:
     return facts, None
 
 
-def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, only: set[int] | None = None) -> tuple[list[dict], dict[int, tuple[bytes, bytes]], dict]:
+def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, sink: ShardWriter, only: set[int] | None = None) -> tuple[list[dict], int, dict]:
     """Returns (window measures, clips cut, decode notes) from one streaming pass over a source.
 
     `only`: if given, measure nothing and cut just these start slots (a second pass).
     `cut(window)`: decides from a window's measures whether to encode it now.
+    Each clip cut goes to `sink` as soon as it is encoded, so memory does not
+    grow with the length of the source.
     """
     clip = job.settings.clip
     n, spf, size = clip.frames, clip.samples_per_frame, clip.size
     stride = stride_slots(job.settings)
     windows: list[dict] = []
-    clips: dict[int, tuple[bytes, bytes]] = {}
     notes: dict = {}
+
+    def encode(start: int, frames: np.ndarray, audio: np.ndarray) -> None:
+        mp4, flac = encode_clip(frames, audio, clip=clip)
+        sink.add(clip_key(job.source_id, start), {"mp4": mp4, "flac": flac})
+
     # windows being filled: start slot -> (frames, audio); overlapping strides fill several at once
     filling: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     spare: list[tuple[np.ndarray, np.ndarray]] = []
@@ -167,15 +174,15 @@ def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, only: set[int] 
                     window = {"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m, "_sheet": _sheet(frames)}
                     windows.append(window)
                     if cut is not None and cut(window):
-                        clips[start] = encode_clip(frames, audio, clip=clip)
+                        encode(start, frames, audio)
                 else:
-                    clips[start] = encode_clip(frames, audio, clip=clip)
+                    encode(start, frames, audio)
                 spare.append(filling.pop(start))
         notes["end_slot"] = last + 1
         notes["decode_error"] = reader.error
     if only is None and fp_frames:
         notes["fingerprint"] = _fingerprint(fp_frames, np.concatenate(fp_audio))
-    return windows, clips, notes
+    return windows, sink.count, notes
 
 
 def _fingerprint(frames: list[np.ndarray], audio: np.ndarray) -> dict | None:
@@ -187,21 +194,20 @@ def _fingerprint(frames: list[np.ndarray], audio: np.ndarray) -> dict | None:
     return dedup.fingerprint(frames, audio)
 
 
-def _write_part(path: Path, clips: dict[int, tuple[bytes, bytes]], source_id: str) -> None:
-    write_shard(path, ((clip_key(source_id, s), {"mp4": mp4, "flac": flac}) for s, (mp4, flac) in sorted(clips.items())))
-
-
-def _available(job: SourceJob, keys: set[str]) -> dict[str, dict[str, bytes]]:
-    """Returns the clip bytes already cut for these keys, from the part tar or the source's committed shard."""
-    found: dict[str, dict[str, bytes]] = {}
+def _locate(job: SourceJob, keys: set[str]) -> dict[str, tuple[Path, dict]]:
+    """Returns where the clips already cut for these keys lie: key -> (tar, its index entry), part tar first."""
+    found: dict[str, tuple[Path, dict]] = {}
     for path in (part_path(Path(job.work_dir), job.source_id), Path(job.shard)):
         if path.exists() and len(found) < len(keys):
             try:
-                got = read_members(path, keys - set(found))
-            except (OSError, EOFError, ValueError) as e:
+                index = index_members(path)
+            except (OSError, EOFError, tarfile.TarError) as e:
                 log.warning("%s: unreadable, cutting again: %s", path, e)
                 continue
-            found.update({k: v for k, v in got.items() if "mp4" in v and "flac" in v})
+            for k in keys - set(found):
+                entry = {ext: v for ext, v in index.get(k, {}).items() if ext in ("mp4", "flac")}
+                if len(entry) == 2:
+                    found[k] = (path, entry)
     return found
 
 
@@ -234,8 +240,10 @@ def process_source(job: SourceJob) -> SourceOutcome:
             # with max-clips-per-source the kept set is known only at the end: cut in a second pass
             return not job.settings.max_clips_per_source and not judge([window], job.target)[0]
 
+        part = part_path(work, job.source_id)
         try:
-            windows, clips, notes = _scan(job, cut=cut)
+            with ShardWriter(part) as sink:
+                windows, cut_now, notes = _scan(job, cut=cut, sink=sink)
         except MediaError as e:
             rejected = _source_reject(job, check="decode", value="", threshold="", reason=f"unreadable: {e.reason}", facts=facts)
             write_text(side, json.dumps(rejected))
@@ -248,9 +256,8 @@ def process_source(job: SourceJob) -> SourceOutcome:
             rel = f"{job.source_id}.sheets/{w['start_slot']:07d}.jpg"
             (work / rel).write_bytes(jpg.tobytes())
             w["sheet"] = rel
-        if clips:
-            _write_part(part_path(work, job.source_id), clips, job.source_id)
-            cut_now = len(clips)
+        if not cut_now:
+            part.unlink(missing_ok=True)
         sidecar = {"source_id": job.source_id, "key": key, "facts": facts, "notes": notes, "rejected": None, "windows": windows}
         if not windows:
             usable = max(0, notes["end_slot"] - notes["first_slot"]) / job.settings.clip.fps
@@ -267,15 +274,21 @@ def process_source(job: SourceJob) -> SourceOutcome:
                              reason=(sidecar.get("rejected") or {}).get("check", ""), seconds=time.perf_counter() - t0)
     kept = select(windows, judge(windows, job.target), source_id=job.source_id, settings=job.settings)
     wanted = {clip_key(job.source_id, windows[i]["start_slot"]): windows[i]["start_slot"] for i in kept}
-    have = _available(job, set(wanted))
+    have = _locate(job, set(wanted))
     missing = {slot for k, slot in wanted.items() if k not in have}
-    part = part_path(work, job.source_id)
     if missing:
-        _, clips, _ = _scan(job, cut=None, only=missing)
-        cut_now += len(clips)
-        for s, (mp4, flac) in clips.items():
-            have[clip_key(job.source_id, s)] = {"mp4": mp4, "flac": flac}
-        _write_part(part, {wanted[k]: (v["mp4"], v["flac"]) for k, v in have.items() if k in wanted}, job.source_id)
+        recut = work / f"{job.source_id}.recut.tar"
+        with ShardWriter(recut) as sink:
+            _, n_cut, _ = _scan(job, cut=None, sink=sink, only=missing)
+        cut_now += n_cut
+        index = index_members(recut)
+        have.update({k: (recut, index[k]) for k in wanted if k in index})
+        # the part holds every kept clip, in time order, one clip in memory at a time
+        with ShardWriter(part_path(work, job.source_id)) as part:
+            for k in sorted(wanted, key=wanted.get):
+                if k in have:
+                    part.add(k, read_sample(*have[k]))
+        recut.unlink(missing_ok=True)
     return SourceOutcome(job.source_id, "decided", windows=len(windows), kept=len(kept), cut=cut_now, seconds=time.perf_counter() - t0)
 
 
@@ -399,23 +412,24 @@ def commit(*, jobs: list[SourceJob], sources: dict[str, dict], manifests_dir: Pa
     for job, kept_windows, info in changed:
         shard = Path(job.shard)
         rows_file = shard.with_suffix(".rows.json")
-        clips = _available(job, info["keys"])
-        missing = info["keys"] - set(clips)
+        located = _locate(job, info["keys"])
+        missing = info["keys"] - set(located)
         if missing:
             report.failures[job.source_id] = f"clips missing after the cut: {sorted(missing)[:3]}"
             report.failed += 1
             continue
         rows = []
-        samples = []
-        for w in kept_windows:
-            key = clip_key(job.source_id, w["start_slot"])
-            mp4, flac = clips[key]["mp4"], clips[key]["flac"]
-            row = _row(job, w, source=info["src"], group=info["group"], split=info["split"], shard_rel=info["shard_rel"],
-                       sha=clip_sha256(mp4, flac), clip=job.settings.clip)
-            rows.append(row)
-            samples.append((key, {"mp4": mp4, "flac": flac, "json": json.dumps(row, sort_keys=True).encode()}))
+        if kept_windows:
+            # one clip in memory at a time, whatever the length of the source
+            with ShardWriter(shard) as writer:
+                for w in kept_windows:
+                    key = clip_key(job.source_id, w["start_slot"])
+                    parts = read_sample(*located[key])
+                    row = _row(job, w, source=info["src"], group=info["group"], split=info["split"], shard_rel=info["shard_rel"],
+                               sha=clip_sha256(parts["mp4"], parts["flac"]), clip=job.settings.clip)
+                    rows.append(row)
+                    writer.add(key, {**parts, "json": json.dumps(row, sort_keys=True).encode()})
         if rows:
-            write_shard(shard, samples)
             write_text(rows_file, json.dumps({"rows": rows, "split": info["split"], "group": info["group"],
                                               "scores_digest": _scores_digest(kept_windows)}))
         else:
