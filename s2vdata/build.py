@@ -13,6 +13,7 @@ done, so a killed build re-run finishes the job and redoes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -448,7 +449,7 @@ def commit(*, jobs: list[SourceJob], sources: dict[str, dict], manifests_dir: Pa
 
 
 def _scores_digest(windows: list[dict]) -> str:
-    import hashlib
+    """Returns a short digest of the windows' scores: a committed shard whose scores changed is rewritten."""
     return hashlib.sha256(json.dumps([w["scores"] for w in windows], sort_keys=True).encode()).hexdigest()[:16]
 
 

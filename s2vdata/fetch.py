@@ -35,7 +35,8 @@ from yt_dlp.utils import (DownloadError, ExtractorError, UnsupportedError, Youtu
 
 from s2vdata.media import MediaError, probe
 from s2vdata.ingest import file_sha256
-from s2vdata.registry import Registry, cell, now_iso
+from s2vdata.csvtext import cell
+from s2vdata.registry import DIGITS, Registry, now_iso
 from s2vdata.targets import load_targets
 
 log = logging.getLogger(__name__)
@@ -632,7 +633,7 @@ def _needs_fetch(row: dict | None, *, job: _Job, data_dir: Path, options: FetchO
 
 
 def _same(a: dict, b: dict) -> bool:
-    return all(cell(a.get(k)) == cell(b.get(k)) for k in set(a) | set(b))
+    return all(cell(a.get(k), digits=DIGITS) == cell(b.get(k), digits=DIGITS) for k in set(a) | set(b))
 
 
 def _warn_unknown_targets(lines: list[UrlLine]) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
 from s2vdata.atomic import write_text
+from s2vdata.csvtext import to_csv
 
 COLUMNS = [
     "clip_id", "target", "source_id", "origin", "start_s", "duration_s", "frames", "fps",
@@ -26,27 +24,8 @@ def clip_sha256(mp4: bytes, flac: bytes) -> str:
     return hashlib.sha256(mp4 + flac).hexdigest()
 
 
-def cell(value) -> str:
-    """Returns the CSV text of a value, the same on every machine (floats to 10 significant digits)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        return f"{value:.10g}"
-    return str(value)
-
-
-def to_csv(rows: Iterable[dict], columns: list[str]) -> str:
-    """Returns rows as CSV text with one header row."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({c: cell(r.get(c)) for c in columns})
-    return buf.getvalue()
+# manifests keep scores and start times to 10 significant digits: start_s is k/30 to well under a sample
+DIGITS = 10
 
 
 def manifest_columns(rows: list[dict]) -> list[str]:
@@ -57,12 +36,12 @@ def manifest_columns(rows: list[dict]) -> list[str]:
 
 def write_manifest(path: Path | str, rows: list[dict]) -> None:
     """Writes a manifest CSV atomically."""
-    write_text(path, to_csv(rows, manifest_columns(rows)))
+    write_text(path, to_csv(rows, manifest_columns(rows), digits=DIGITS))
 
 
 def write_rejects(path: Path | str, rows: list[dict]) -> None:
     """Writes a rejects CSV atomically."""
-    write_text(path, to_csv(rows, REJECT_COLUMNS))
+    write_text(path, to_csv(rows, REJECT_COLUMNS, digits=DIGITS))
 
 
 def read_manifest(path: Path | str) -> pd.DataFrame:

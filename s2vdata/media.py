@@ -10,6 +10,7 @@ that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import os
@@ -123,24 +124,6 @@ def _frame_rotation(frame: av.VideoFrame) -> int:
 
 
 # ----------------------------------------------------------------------------- decode on the grid
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Where a source's streams lie on its presentation timeline, in seconds."""
-
-    video_start: float
-    video_end: float
-    audio_start: float
-    audio_end: float
-
-    def first_slot(self, fps: int) -> int:
-        """Returns the first grid slot at which both streams are present."""
-        return math.ceil(max(self.video_start, self.audio_start) * fps - _EPS)
-
-    def end_slot(self, fps: int) -> int:
-        """Returns one past the last grid slot covered by both streams."""
-        return math.floor(min(self.video_end, self.audio_end) * fps + _EPS)
 
 
 def _square(img: np.ndarray, size: int) -> np.ndarray:
@@ -446,28 +429,26 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     return stream
 
 
-class _YuvConverter:
-    """RGB arrays to yuv420p frames (BT.601, limited range), the same bytes every time.
+def _yuv_frame(img: np.ndarray) -> av.VideoFrame:
+    """Returns an RGB array as a yuv420p frame (BT.601, limited range), the same bytes every time.
 
     swscale picks its SIMD path from the memory alignment of the picture and
     the paths round differently (seen: the same picture at four addresses gave
     two results); OpenCV's conversion is bit-exact, and every byte of the
     frame, line padding included, is written.
     """
-
-    def __call__(self, img: np.ndarray) -> av.VideoFrame:
-        h, w = img.shape[:2]
-        if h % 2 or w % 2:
-            return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
-        i420 = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420).reshape(-1)
-        frame = av.VideoFrame(w, h, "yuv420p")
-        planes = (i420[: w * h].reshape(h, w), i420[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
-                  i420[w * h * 5 // 4:].reshape(h // 2, w // 2))
-        for plane, data in zip(frame.planes, planes):
-            pad = plane.line_size - data.shape[1]
-            padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
-            plane.update(np.ascontiguousarray(padded).tobytes())
-        return frame
+    h, w = img.shape[:2]
+    if h % 2 or w % 2:
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
+    i420 = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    frame = av.VideoFrame(w, h, "yuv420p")
+    planes = (i420[: w * h].reshape(h, w), i420[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
+              i420[w * h * 5 // 4:].reshape(h // 2, w // 2))
+    for plane, data in zip(frame.planes, planes):
+        pad = plane.line_size - data.shape[1]
+        padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
+        plane.update(np.ascontiguousarray(padded).tobytes())
+    return frame
 
 
 def _to_float_audio(audio: np.ndarray) -> np.ndarray:
@@ -514,7 +495,7 @@ def write_video(
     container = av.open(str(tmp), "w", options=options)
     try:
         vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], crf=crf, threads=threads)
-        time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else Fraction(Fraction(fps).limit_denominator(1001).denominator, Fraction(fps).limit_denominator(1001).numerator)
+        time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else 1 / Fraction(fps).limit_denominator(1001)
         vs.time_base = time_base
         vs.codec_context.time_base = time_base
         if rotation:
@@ -527,14 +508,8 @@ def write_video(
                 raise ValueError(f"{path}: cannot write {a.shape[1]} audio channels")
             as_ = container.add_stream(acodec, rate=sample_rate if acodec != "libopus" else 48_000, layout=layout)
         times = iter(frame_times) if frame_times is not None else None
-        to_yuv = _YuvConverter()
-
-        def vframes():
-            yield first
-            yield from it
-
-        for i, img in enumerate(vframes()):
-            frame = to_yuv(img)
+        for i, img in enumerate(itertools.chain([first], it)):
+            frame = _yuv_frame(img)
             t = next(times) if times is not None else video_start_s + i / fps
             frame.pts = round(t / time_base)
             frame.time_base = time_base
@@ -543,7 +518,6 @@ def write_video(
         for packet in vs.encode(None):
             container.mux(packet)
         if as_ is not None:
-            a = _to_float_audio(audio)
             if as_.rate != sample_rate:
                 a = _resample_array(a, sample_rate, as_.rate)
             _encode_audio(container, as_, a, start_s=audio_start_s)
@@ -617,9 +591,8 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP)
             tb = Fraction(1, clip.fps)
             vs.time_base = tb
             vs.codec_context.time_base = tb
-            to_yuv = _YuvConverter()
             for i, img in enumerate(frames):
-                frame = to_yuv(img)
+                frame = _yuv_frame(img)
                 frame.pts = i
                 frame.time_base = tb
                 for packet in vs.encode(frame):

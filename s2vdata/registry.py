@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 
 from s2vdata.atomic import locked, write_text
+from s2vdata.csvtext import to_csv
 
 COLUMNS = [
     "source_id", "target", "origin", "path", "sha256", "status", "reason",
     "duration_s", "width", "height", "fps", "audio_rate", "added_at",
     "title", "uploader", "license", "webpage_url",
 ]
+
+# sources.csv keeps stream facts (duration, fps) to 6 significant digits
+DIGITS = 6
 
 
 def now_iso() -> str:
@@ -51,24 +54,10 @@ class Registry:
             for row in rows:
                 sid = row["source_id"]
                 if sid in index:
-                    current[index[sid]].update({k: v for k, v in row.items()})
+                    current[index[sid]].update(row)
                 else:
                     index[sid] = len(current)
                     current.append(dict(row))
                 extra += [c for c in row if c not in COLUMNS and c not in extra]
             columns = COLUMNS + list(dict.fromkeys(extra))
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            for r in current:
-                writer.writerow({c: cell(r.get(c)) for c in columns})
-            write_text(self.path, buf.getvalue())
-
-
-def cell(value) -> str:
-    """Returns a value as sources.csv stores it (floats to 6 significant digits)."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+            write_text(self.path, to_csv(current, columns, digits=DIGITS))

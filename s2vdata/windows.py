@@ -20,11 +20,6 @@ def stride_slots(settings: BuildSettings) -> int:
     return slots
 
 
-def window_starts(first_slot: int, end_slot: int, *, stride: int, length: int) -> list[int]:
-    """Returns the start slots of the windows of `length` slots that fit in [first_slot, end_slot)."""
-    return list(range(first_slot, end_slot - length + 1, stride))
-
-
 def seeded_rng(seed: int, key: str) -> np.random.Generator:
     """Returns a generator seeded by (seed, key): the same for the same source, whatever ran before."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
