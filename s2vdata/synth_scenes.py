@@ -142,6 +142,18 @@ def event_frames(rng: np.random.Generator, geo: Geometry, *, first_s: tuple[floa
         frames.append(nxt)
 
 
+def _mixed(sounds: list[np.ndarray]):
+    """Returns a ScenePlan.sound that mixes the i-th of these sounds in at the i-th onset."""
+
+    def sound(onsets: list[int], n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.float32)
+        for onset, s in zip(onsets, sounds):
+            snd.add_at(out, onset, s)
+        return out
+
+    return sound
+
+
 def _skin(rng: np.random.Generator) -> np.ndarray:
     """Returns a skin tone (RGB float), light to dark."""
     light = rng.uniform(0.0, 1.0)
@@ -209,13 +221,7 @@ def plan_hand(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
             thumb = (int(px - side * 0.1 * half_w), int(py + 0.05 * half_h))
             cv2.ellipse(img, thumb, (int(0.35 * half_w), int(0.45 * half_h)), side * 25, 0, 360, _rgb(skin * 0.85), -1, LINE)
 
-    def sound(onsets: list[int], n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.float32)
-        for onset, c in zip(onsets, claps):
-            snd.add_at(out, onset, c)
-        return out
-
-    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=sound, floor_db=-50.0)
+    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=_mixed(claps), floor_db=-50.0)
 
 
 # --------------------------------------------------------------------------------------------- mouth
@@ -299,13 +305,7 @@ def plan_mouth(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
         else:
             cv2.line(img, (int(cx - 0.85 * w), int(mc)), (int(cx + 0.85 * w), int(mc)), (90, 30, 35), 2, LINE)
 
-    def sound(onsets: list[int], n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.float32)
-        for onset, syl in zip(onsets, syllables):
-            snd.add_at(out, onset, syl)
-        return out
-
-    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=sound, floor_db=-50.0)
+    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=_mixed(syllables), floor_db=-50.0)
 
 
 def _syllable_envelope(u: np.ndarray, duration: float) -> np.ndarray:
@@ -401,13 +401,9 @@ def plan_fireworks(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                     white = 0.8 * 255 + 0.2 * b["colour"]
                     cv2.circle(img, (int(b["xb"]), int(b["yb"])), core, _rgb(sky + (white - sky) * flash), -1, LINE)
 
-    def sound(onsets: list[int], n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.float32)
-        for onset, b in zip(onsets, bursts):
-            snd.add_at(out, onset, b["bang"])
-        return out
 
-    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint, sound=sound, floor_db=-50.0)
+    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint,
+                     sound=_mixed([b["bang"] for b in bursts]), floor_db=-50.0)
 
 
 # ----------------------------------------------------------------------------------------------- sea
