@@ -55,6 +55,18 @@ class MediaError(Exception):
         self.reason = reason
 
 
+class ReadError(Exception):
+    """A file that could not be read: an OS error (a network filesystem hiccup, a file gone), not a verdict on its bytes.
+
+    Never stored as a rejection: the next build tries the file again.
+    """
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
 def _reason(err: Exception) -> str:
     """Returns a one-line reason for a PyAV/FFmpeg error."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -64,7 +76,9 @@ def _reason(err: Exception) -> str:
 def _open(path: Path | str) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+    except OSError as e:  # PyAV's errno errors (EIO, ENOENT, EACCES, timeouts) are OSErrors too
+        raise ReadError(path, f"cannot read: {_reason(e)}") from e
+    except (av.FFmpegError, UnicodeDecodeError) as e:
         raise MediaError(path, f"cannot open: {_reason(e)}") from e
 
 
@@ -75,7 +89,7 @@ def _stream_start(stream) -> float | None:
 
 
 def probe(path: Path | str) -> dict:
-    """Returns the stream facts of a media file; raises MediaError if no decoder can open it.
+    """Returns the stream facts of a media file; raises MediaError if no decoder can open it, ReadError if it cannot be read.
 
     Keys: duration_s, width, height (as displayed, rotation applied), fps,
     audio_rate, audio_channels, has_video, has_audio, rotation, video_start_s,
@@ -107,6 +121,8 @@ def probe(path: Path | str) -> dict:
                     rot = _frame_rotation(frame)
                     w, h = frame.width, frame.height
                     break
+            except OSError as e:
+                raise ReadError(path, f"cannot read: {_reason(e)}") from e
             except av.FFmpegError as e:
                 raise MediaError(path, f"cannot decode video: {_reason(e)}") from e
             if rot in (90, 270):
@@ -198,6 +214,9 @@ class _Decoder:
                         return
                     continue
                 yield from frames
+        except OSError as e:
+            # the file could not be read at t: the disk or network, not the bytes
+            raise ReadError(self.path, f"cannot read {self.kind} after {t:.2f} s: {_reason(e)}") from e
         except av.FFmpegError as e:
             self._note(t, e, fatal=True)
 

@@ -20,7 +20,7 @@ import os
 import socket
 from typing import Callable, Iterable, Iterator
 
-from s2vdata.build import SourceJob, SourceOutcome
+from s2vdata.jobs import SourceJob, SourceOutcome
 
 log = logging.getLogger(__name__)
 
