@@ -32,7 +32,7 @@ from s2vdata import __version__, checks
 from s2vdata.atomic import write_text
 from s2vdata.config import BuildSettings
 from s2vdata.manifest import clip_sha256, write_manifest, write_rejects
-from s2vdata.media import GridReader, MediaError, encode_clip, probe
+from s2vdata.media import DECODE_VERSION, GridReader, MediaError, encode_clip, probe
 from s2vdata.registry import Registry
 from s2vdata.shards import ShardWriter, index_members, read_sample
 from s2vdata.targets import Target
@@ -73,7 +73,8 @@ class SourceOutcome:
 
 def measure_key(settings: BuildSettings) -> dict:
     """Returns what the stored measures depend on: if any of it changes, windows are measured again."""
-    return {"stride_slots": stride_slots(settings), "clip": asdict(settings.clip), "checks": getattr(checks, "VERSION", "1")}
+    return {"stride_slots": stride_slots(settings), "clip": asdict(settings.clip), "checks": checks.VERSION,
+            "decode": DECODE_VERSION}
 
 
 def clip_key(source_id: str, start_slot: int) -> str:
@@ -172,6 +173,7 @@ def _scan(job: SourceJob, *, cut: Callable[[dict], bool] | None, sink: ShardWrit
                     t0, t1 = start / clip.fps, (start + n) / clip.fps
                     # a skipped packet damages what follows it until the next keyframe: look back a little
                     m["scores"]["decode_errors"] = float(sum(t0 - 1.0 <= t < t1 for t in reader.error_times))
+                    m["scores"]["audio_gap_ms"] = 1000.0 * sum(abs(d) for t, d in reader.audio_gaps if t0 <= t < t1)
                     window = {"start_slot": start, "start_s": start / clip.fps, "sheet": None, **m, "_sheet": _sheet(frames)}
                     windows.append(window)
                     if cut is not None and cut(window):

@@ -15,7 +15,7 @@ COLUMNS = [
     "sample_rate", "size", "shard", "key", "split", "sha256", "license", "webpage_url", "group_id",
 ]
 # score columns, in this order, after COLUMNS (measure_window may add more: they follow, sorted)
-SCORE_COLUMNS = ["audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio", "decode_errors"]
+SCORE_COLUMNS = ["audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio", "decode_errors", "audio_gap_ms"]
 REJECT_COLUMNS = ["source_id", "origin", "start_s", "check", "value", "threshold", "reason"]
 
 

@@ -9,6 +9,7 @@ that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import logging
@@ -29,10 +30,16 @@ from s2vdata.config import CLIP, ClipSpec
 
 log = logging.getLogger(__name__)
 
+# Bumped whenever decoding places frames or samples differently: build measures and cuts such sources again.
+DECODE_VERSION = "2"
+
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".wmv"}
 
-# A source whose audio jumps ahead by more than this gets silence in the gap instead of being pulled forward.
-_AUDIO_GAP_S = 0.05
+# A hole in an audio stream longer than this restarts the resampler at the new time instead of
+# feeding it the silence (a late second half of a recording costs nothing to skip).
+_REANCHOR_S = 1.0
+# numpy types of FFmpeg's sample formats (planar formats end in "p")
+_SAMPLE_DTYPES = {"u8": "uint8", "s16": "int16", "s32": "int32", "s64": "int64", "flt": "float32", "dbl": "float64"}
 _EPS = 1e-6
 # Containers that keep time in milliseconds (Matroska, WebM, FLV) round a frame at 80/30 s to
 # 2.667 s: a frame stamped up to half a millisecond after a grid instant is on screen at it.
@@ -254,7 +261,21 @@ class _VideoCursor:
 
 
 class _AudioCursor:
-    """Walks an audio stream, resampled to mono at `rate`, on the absolute sample timeline n/rate."""
+    """Walks an audio stream, resampled to mono at `rate`, on the absolute sample timeline n/rate.
+
+    The timeline follows the stream's timestamps, whatever the packets do: a
+    frame that starts after the previous one ended (a hole: dropped packets
+    in a phone or screen recording, a live stream) is preceded by silence,
+    and one that starts before it ended (an overlap) loses the samples it
+    repeats, so every later sample still sounds at its own time. Holes are
+    filled before the resampler, which then runs on one continuous signal and
+    stays exact across them; a hole longer than _REANCHOR_S restarts it at
+    the new time instead (the gap reads as silence and costs nothing).
+
+    The buffer holds only resampled samples not yet read (plus one frame
+    ahead): `read` drops every chunk that ends before the position it reads,
+    so memory does not depend on the stream's length or sample rate.
+    """
 
     def __init__(self, path: Path | str, *, rate: int):
         self.path = path
@@ -263,22 +284,88 @@ class _AudioCursor:
         if not self.container.streams.audio:
             raise MediaError(path, "no audio stream")
         self.stream = self.container.streams.audio[0]
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="audio")
         self._frames = iter(self.decoder)
-        self._buf: list[np.ndarray] = []
-        self._buf_start = 0  # absolute sample index of the first buffered sample
-        self._buf_len = 0
-        self._next_n: int | None = None  # absolute index of the next sample the decoder will give
+        self._chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample index, samples)
+        self._end = 0  # one past the last resampled sample
         self._eof = False
+        self.gaps: list[tuple[float, float]] = []  # (time s, seconds of silence inserted; negative: overlap dropped)
+        # the resampler's run: it started at sample _seg_out0 on the output timeline and at time _seg_t0 of
+        # the input; _seg_in input samples went into it (silence included), _seg_out samples came out
+        self._resampler: av.AudioResampler | None = None
+        self._template: av.AudioFrame | None = None
+        self._seg_t0 = 0.0
+        self._seg_in = 0
+        self._seg_out0 = 0
+        self._seg_out = 0
         self._fill_until(1)
-        self.start_n = self._buf_start
+        self.start_n: int | None = self._chunks[0][0] if self._chunks else None
 
-    def _push(self, samples: np.ndarray) -> None:
-        if samples.size:
-            self._buf.append(samples)
-            self._buf_len += samples.size
-            self._next_n += samples.size
+    # -- input side: follow the timestamps
+
+    def _new_run(self, frame: av.AudioFrame, t: float) -> None:
+        self._flush()
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+        self._template = frame
+        self._seg_t0, self._seg_in = t, 0
+        self._seg_out0, self._seg_out = round(t * self.rate), 0
+
+    def _flush(self) -> None:
+        if self._resampler is not None:
+            self._emit(self._resampler.resample(None))
+            self._resampler = None
+
+    def _emit(self, frames: list) -> None:
+        for out in frames:
+            samples = out.to_ndarray().reshape(-1)
+            if samples.size:
+                start = self._seg_out0 + self._seg_out
+                self._chunks.append((start, samples))
+                self._seg_out += samples.size
+                self._end = max(self._end, start + samples.size)
+
+    def _feed(self, frame: av.AudioFrame) -> None:
+        self._seg_in += frame.samples
+        self._emit(self._resampler.resample(frame))
+
+    def _tolerance(self, frame: av.AudioFrame) -> float:
+        """Returns how far (s) a frame's time may be from where the previous one ended and still follow it."""
+        # a timestamp is exact to one tick of its time base (Matroska keeps milliseconds), plus half a sample
+        tick = float(frame.time_base) if frame.time_base else 0.0
+        return tick + 0.5 / frame.sample_rate
+
+    def _take(self, frame: av.AudioFrame) -> None:
+        t = None if frame.time is None else float(frame.time)
+        if self._resampler is None:
+            self._new_run(frame, t if t is not None else 0.0)
+            self._feed(frame)
+            return
+        tpl = self._template
+        if (frame.sample_rate, frame.format.name, frame.layout.name) != (tpl.sample_rate, tpl.format.name, tpl.layout.name):
+            # the stream changed its rate or channels: a new run at the frame's own time
+            expected = self._seg_t0 + self._seg_in / tpl.sample_rate
+            self._new_run(frame, t if t is not None else expected)
+            self._feed(frame)
+            return
+        if t is None:
+            self._feed(frame)
+            return
+        sr = frame.sample_rate
+        off = t - (self._seg_t0 + self._seg_in / sr)
+        if off > _REANCHOR_S:
+            self.gaps.append((t - off, off))
+            self._new_run(frame, t)
+        elif off > self._tolerance(frame):
+            silence = round(off * sr)
+            self.gaps.append((t - off, silence / sr))
+            self._feed(_audio_frame_like(frame, None, samples=silence, pts_time=t - off))
+        elif off < -self._tolerance(frame):
+            drop = min(round(-off * sr), frame.samples)
+            self.gaps.append((t, -drop / sr))
+            if drop == frame.samples:
+                return
+            frame = _audio_frame_like(frame, frame.to_ndarray(), skip=drop, pts_time=t + drop / sr)
+        self._feed(frame)
 
     def _decode_more(self) -> bool:
         if self._eof:
@@ -286,52 +373,68 @@ class _AudioCursor:
         frame = next(self._frames, None)
         if frame is None:
             self._eof = True
-            if self._next_n is not None:
-                for out in self._resampler.resample(None):
-                    self._push(out.to_ndarray().reshape(-1))
+            self._flush()
             return False
-        if frame.time is not None:
-            n = round(float(frame.time) * self.rate)
-            if self._next_n is None:
-                self._next_n = self._buf_start = n
-            elif n - self._next_n > _AUDIO_GAP_S * self.rate:
-                # a gap in the stream: silence, so that later sound stays at its own time
-                self._push(np.zeros(n - self._next_n, np.float32))
-        elif self._next_n is None:
-            self._next_n = self._buf_start = 0
-        for out in self._resampler.resample(frame):
-            self._push(out.to_ndarray().reshape(-1))
+        if frame.samples:
+            self._take(frame)
         return True
 
     def _fill_until(self, n_end: int) -> None:
-        while (self._next_n is None or self._next_n < n_end) and self._decode_more():
+        while (not self._chunks or self._end < n_end) and self._decode_more():
             pass
+
+    # -- output side: the absolute sample timeline
 
     @property
     def end_n(self) -> int:
         """Returns the absolute index one past the last sample (only final once the stream is exhausted)."""
-        return self._buf_start + self._buf_len
+        return self._end
+
+    @property
+    def buffered(self) -> int:
+        """Returns how many resampled samples the cursor holds."""
+        return sum(c.size for _, c in self._chunks)
 
     def read(self, n0: int, count: int) -> np.ndarray | None:
-        """Returns samples [n0, n0+count) of the absolute timeline (silence before the stream starts), None past the end."""
+        """Returns samples [n0, n0+count) of the absolute timeline (silence where the stream has none), None past the end.
+
+        Reads move forward: everything before n0 is dropped.
+        """
         self._fill_until(n0 + count)
-        if n0 + count > self.end_n:
+        if n0 + count > self._end:
             return None
-        # drop what lies before n0: the grid only moves forward
-        while self._buf and self._buf_start + self._buf[0].size <= n0:
-            self._buf_start += self._buf[0].size
-            self._buf_len -= self._buf[0].size
-            self._buf.pop(0)
-        data = np.concatenate(self._buf) if len(self._buf) > 1 else (self._buf[0] if self._buf else np.zeros(0, np.float32))
-        self._buf = [data] if data.size else []
+        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= n0:
+            self._chunks.popleft()
         out = np.zeros(count, np.float32)
-        lo = max(n0, self._buf_start)
-        if lo < n0 + count:
-            out[lo - n0:] = data[lo - self._buf_start:n0 + count - self._buf_start]
+        for start, data in self._chunks:
+            if start >= n0 + count:
+                break
+            lo, hi = max(start, n0), min(start + data.size, n0 + count)
+            if hi > lo:
+                out[lo - n0:hi - n0] = data[lo - start:hi - start]
         return out
 
     def close(self) -> None:
         self.container.close()
+
+
+def _audio_frame_like(frame: av.AudioFrame, data: np.ndarray | None, *, samples: int = 0, skip: int = 0,
+                      pts_time: float) -> av.AudioFrame:
+    """Returns a frame in `frame`'s format: `samples` of silence (data None), or `data` (its to_ndarray) without its first `skip` samples."""
+    fmt, channels = frame.format, len(frame.layout.channels)
+    if data is None:
+        dtype = np.dtype(_SAMPLE_DTYPES[fmt.name.rstrip("p")])
+        # unsigned 8-bit sound is silent at its midpoint
+        data = np.full((channels, samples) if fmt.is_planar else (1, samples * channels),
+                       128 if dtype == np.uint8 else 0, dtype)
+    elif skip:
+        data = data[:, skip:] if fmt.is_planar else data[:, skip * channels:]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+        out.pts = round(pts_time / float(frame.time_base))
+    return out
 
 
 @dataclass
@@ -363,7 +466,7 @@ class GridReader:
         if self.video.start == math.inf:
             self.close()
             raise MediaError(path, self.video.decoder.error or "video stream has no decodable frame")
-        if self.audio._next_n is None:
+        if self.audio.start_n is None:
             self.close()
             raise MediaError(path, self.audio.decoder.error or "audio stream has no decodable sample")
 
@@ -377,6 +480,11 @@ class GridReader:
     def error(self) -> str | None:
         """Returns the first decode error met so far, if any."""
         return self.video.decoder.error or self.audio.decoder.error
+
+    @property
+    def audio_gaps(self) -> list[tuple[float, float]]:
+        """Returns the holes and overlaps met so far in the audio timestamps: (time s, seconds; negative for an overlap)."""
+        return list(self.audio.gaps)
 
     @property
     def error_times(self) -> list[float]:

@@ -37,6 +37,7 @@ class Target:
     av_sync_min: float = 0.35  # peak correlation of onset envelope and motion energy
     av_lag_max_frames: int = 15  # |lag| of that peak, frames (0.5 s)
     unrelated_audio_max: float = 0.3  # share of onset energy with no motion near it, or of still frames under a tonal bed
+    audio_gap_max_ms: float = 250.0  # sound the stream's timestamps say is missing (holes) or repeated (overlaps), ms
 
 
 SHIPPED: dict[str, Target] = {
