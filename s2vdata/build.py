@@ -56,7 +56,11 @@ class BuildReport:
 def plan_jobs(*, target: Target, data_dir: Path, settings: BuildSettings) -> tuple[list[SourceJob], dict[str, dict], list[dict]]:
     """Returns (jobs, registry rows by source_id, rejects of sources that could never be read) for a target."""
     data_dir = Path(data_dir).resolve()
-    rows = [r for r in Registry(data_dir).rows() if r["target"] == target.name]
+    registry = Registry(data_dir)
+    if not registry.path.exists():
+        raise ValueError(f"{registry.path}: no sources registered here: add some with `s2vdata ingest`, `fetch` or `synth` "
+                         "(or point --data at your data folder)")
+    rows = [r for r in registry.rows() if r["target"] == target.name]
     work = data_dir / "work" / target.name
     shards = data_dir / "shards" / target.name
     jobs, rejects = [], []

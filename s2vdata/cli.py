@@ -22,14 +22,19 @@ ManifestsOpt = typer.Option(Path("manifests"), "--manifests", help="manifests fo
 TargetsOpt = typer.Option(None, "--targets", help="TOML file of user target presets", exists=True, dir_okay=False)
 
 
+def _fail(message: str, code: int) -> typer.Exit:
+    """Prints one error line (never wrapped) and returns the Exit to raise."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
 def _target(name: str, targets_file: Optional[Path]):
     from s2vdata.targets import get_target
 
     try:
         return get_target(name, targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
 
 
 def _progress() -> Progress:
@@ -57,8 +62,7 @@ def ingest(
     try:
         files = expand_paths(paths)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
     with _progress() as progress:
         task = progress.add_task("ingest", total=len(files), info="")
         rep = register_files(files, target=target, data_dir=data,
@@ -68,8 +72,10 @@ def ingest(
         table.add_column(col, justify="right")
     table.add_row(str(rep.added), str(rep.existing), str(rep.failed))
     console.print(table)
-    for reason, n in rep.reasons.most_common():
-        console.print(f"  failed x{n}: {reason}")
+    for reason, n in rep.reasons.most_common(20):
+        console.print(f"  failed: {escape(reason)}" + (f" (x{n})" if n > 1 else ""))
+    if len(rep.reasons) > 20:
+        console.print(f"  ... and {len(rep.reasons) - 20} more")
     if rep.failed:
         raise typer.Exit(1)
 
@@ -89,11 +95,9 @@ def synth(
     from s2vdata.synth import DEFECTS, TARGETS, synth_sources
 
     if target not in TARGETS:
-        console.print(f"[red]error:[/red] synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them")
-        raise typer.Exit(2)
+        raise _fail(f"synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them", 2)
     if defect is not None and defect not in DEFECTS:
-        console.print(f"[red]error:[/red] --defect must be one of {', '.join(d for d in DEFECTS if d)}")
-        raise typer.Exit(2)
+        raise _fail(f"--defect must be one of {', '.join(d for d in DEFECTS if d)}", 2)
     with console.status(f"rendering {count} {target} sources"):
         rep = synth_sources(target=target, count=count, seed=seed, data_dir=data, seconds=seconds, defect=defect, strength=strength)
     console.print(f"synth {target}: {rep.added} added, {rep.existing} already there, {rep.failed} failed -> {data}/sources.csv")
@@ -119,8 +123,7 @@ def build(
 
     preset = _target(target, targets_file)
     if executor not in ("local", "ray"):
-        console.print(f"[red]error:[/red] --executor must be local or ray, not {executor!r}")
-        raise typer.Exit(2)
+        raise _fail(f"--executor must be local or ray, not {executor!r}", 2)
     settings = BuildSettings(stride_s=stride, max_clips_per_source=max_clips, seed=seed)
     with _progress() as progress:
         task = progress.add_task(f"build {target}", total=None, info="")
@@ -137,8 +140,7 @@ def build(
             rep = run_build(target=preset, data_dir=data, manifests_dir=manifests, settings=settings, jobs=jobs,
                             executor=executor, ray_address=ray_address, on_source=on_source, on_start=on_start)
         except (ValueError, ImportError) as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     table = Table(title=f"build {target}: {rep.seconds:.1f} s")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -173,10 +175,9 @@ def verify(
             problems, n = verify_manifest(manifest, on_clip=lambda: progress.update(task, advance=1),
                                           on_total=lambda t: progress.update(task, total=t))
         except (FileNotFoundError, ValueError) as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     for clip_id, problem in problems:
-        console.print(f"[red]{clip_id}[/red]: {problem}")
+        console.print(f"[red]{clip_id}[/red]: {escape(problem)}", soft_wrap=True)
     console.print(f"verified {n} clips of {manifest}: {len(problems)} problems")
     if problems:
         raise typer.Exit(1)
@@ -190,8 +191,7 @@ def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
     try:
         text = format_targets(targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
     print(text)
 
 
@@ -211,8 +211,7 @@ def report(
     try:
         path = write_report(target=target, data_dir=data, manifests_dir=manifests, out=out)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
     console.print(f"report: {path}")
 
 
@@ -248,8 +247,7 @@ def fetch(
         try:
             rep = fetch_urls(urls_file, data_dir=data, options=options, progress=on_event)
         except ValueError as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     table = Table(title=f"fetch {urls_file}")
     table.add_column("outcome")
     table.add_column("count", justify="right")

@@ -15,6 +15,9 @@ COLUMNS = [
     "title", "uploader", "license", "webpage_url",
 ]
 
+# what every reader of the registry needs
+REQUIRED = ["source_id", "target", "origin", "path", "status", "reason"]
+
 # sources.csv keeps stream facts (duration, fps) to 6 significant digits
 DIGITS = 6
 
@@ -36,8 +39,16 @@ class Registry:
         """Returns every row, in registry order (the order sources were added)."""
         if not self.path.exists():
             return []
-        with open(self.path, newline="", encoding="utf-8") as f:
-            return [dict(r) for r in csv.DictReader(f)]
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                rows = [dict(r) for r in reader]
+                missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"{self.path}: not a readable sources.csv ({e}); restore it from a backup or ingest again") from e
+        if missing:
+            raise ValueError(f"{self.path}: not an s2v sources.csv (missing columns {missing}); restore it or ingest again")
+        return rows
 
     def get(self, source_id: str) -> dict | None:
         """Returns the row of `source_id`, or None."""
