@@ -48,17 +48,18 @@ def ffmpeg_exe() -> str:
 
 def lavfi_source(path: Path, *, seconds: float, size: str = "1280x720", rate: str = "30", audio_rate: int = 48_000,
                  vcodec: str = "libx264", acodec: str = "aac", video_start: float = 0.0, audio_start: float = 0.0,
-                 vfr: bool = False) -> None:
-    """Writes an FFmpeg test-pattern source (testsrc2, beeps over a tone), unless it exists."""
+                 vfr: bool = False, seed: int = 0) -> None:
+    """Writes an FFmpeg test-pattern source (testsrc2, beeps over a tone), unless it exists; `seed` tints it and sets the tone."""
     if path.exists():
         return
-    vf = ["select='not(eq(mod(n\\,7)\\,3))',setpts=N/FRAME_RATE/TB+0.004*sin(N)/TB"] if vfr else []
+    vf = [f"hue=h={seed * 37 % 360}"] if seed else []
+    vf += ["select='not(eq(mod(n\\,7)\\,3))',setpts=N/FRAME_RATE/TB+0.004*sin(N)/TB"] if vfr else []
     if video_start:
         vf.append(f"setpts=PTS+{video_start}/TB")
     af = [f"adelay={int(audio_start * 1000)}:all=1"] if audio_start else []
     cmd = [ffmpeg_exe(), "-v", "error", "-y",
            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-           "-f", "lavfi", "-i", f"sine=frequency=440:beep_factor=4:sample_rate={audio_rate}:duration={seconds}"]
+           "-f", "lavfi", "-i", f"sine=frequency={440 + 13 * seed}:beep_factor=4:sample_rate={audio_rate}:duration={seconds}"]
     if vf:
         cmd += ["-vf", ",".join(vf)]
     if af:
@@ -121,7 +122,7 @@ def make_vggsound(out: Path, *, count: int = 100) -> list[Path]:
             scene_source(p, seconds=10, width=640, height=360, seed=100 + i)
         else:
             lavfi_source(p, seconds=10, size=("640x360", "854x480")[i % 2], rate=("30", "25")[i % 3 == 0],
-                         audio_rate=(48_000, 44_100)[i % 2])
+                         audio_rate=(48_000, 44_100)[i % 2], seed=i)
         paths.append(p)
     return paths
 

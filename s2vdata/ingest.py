@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from s2vdata.atomic import atomic_path
 from s2vdata.media import VIDEO_EXTENSIONS, MediaError, ReadError, probe
 from s2vdata.registry import Registry, now_iso
+from s2vdata.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def register_files(
     paths: Iterable[Path],
     *,
     target: str,
-    data_dir: Path,
+    data_dir: Location | Path | str,
     origins: list[str] | None = None,
     on_file: Callable[[Path, dict], None] | None = None,
 ) -> IngestReport:
@@ -87,7 +86,7 @@ def register_files(
     file registered `failed` before is probed again (and counted failed again
     if it still is); a file that cannot be read is counted failed and left out.
     """
-    data_dir = Path(data_dir)
+    data_dir = Location(data_dir)
     registry = Registry(data_dir)
     known = {r["source_id"]: r for r in registry.rows()}
     report = IngestReport()
@@ -119,8 +118,7 @@ def register_files(
             rel = f"sources/{sid}{ext}"
             dest = data_dir / rel
             if not dest.exists():
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(path, tmp)
+                dest.upload(path)
             report.added += 1
         else:
             report.failed += 1
