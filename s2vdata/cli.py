@@ -256,7 +256,9 @@ def report(
 def fetch(
     urls_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="one URL per line, optionally followed by a target"),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="target for lines that name none"),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1),
+    jobs: int = typer.Option(4, "--jobs", "-j", min=1, help="downloads at once (on each node with --executor ray)"),
+    executor: str = typer.Option("local", "--executor", help="local, or ray: download on the nodes of a Ray cluster"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)"),
     max_height: int = typer.Option(1080, "--max-height"),
     socket_timeout: float = typer.Option(30.0, "--socket-timeout"),
     retries: int = typer.Option(3, "--retries", min=0),
@@ -266,12 +268,15 @@ def fetch(
     proxy: Optional[str] = typer.Option(None, "--proxy"),
     allow_local_urls: bool = typer.Option(False, "--allow-local-urls", help="also accept file:// URLs"),
     sections: bool = typer.Option(True, "--sections/--no-sections", help="download only the time ranges a line gives"),
-    data: Path = DataOpt,
+    data: str = DataOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
 ) -> None:
     """Download videos with yt-dlp into data/sources/ and register every outcome."""
     from s2vdata.fetch import FetchOptions, fetch_urls
 
-    _local_only(data, "--data", "fetch")
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor must be local or ray, not {executor!r}", 2)
+    data_loc = _where(data, storage_option)
     options = FetchOptions(target=target, jobs=jobs, max_height=max_height, socket_timeout=socket_timeout, retries=retries,
                            retry_failed=retry_failed, rate_limit=rate_limit, cookies=cookies, proxy=proxy,
                            allow_local_urls=allow_local_urls, sections=sections)
@@ -279,14 +284,18 @@ def fetch(
         task = progress.add_task("fetch", total=None, info="")
 
         def on_event(ev: dict) -> None:
-            info = f"{ev.get('bytes', 0) / 1e6:.1f} MB  {ev.get('rate', 0) / 1e6:.1f} MB/s" if "bytes" in ev else ""
-            progress.update(task, total=ev.get("total"), completed=ev.get("done", 0), info=info)
+            progress.update(task, total=ev["total"], completed=ev["done"],
+                            info=f"{ev['bytes'] / 1e6:.1f} MB at {ev['rate'] / 1e6:.2f} MB/s")
 
         try:
-            rep = fetch_urls(urls_file, data_dir=data, options=options, progress=on_event)
-        except ValueError as e:
+            rep = fetch_urls(urls_file, data_dir=data_loc, options=options, progress=on_event, executor=executor,
+                             ray_address=ray_address)
+        except (ValueError, ImportError) as e:
             raise _fail(str(e), 2)
-    table = Table(title=f"fetch {urls_file}")
+        except OSError as e:
+            # the data folder failed under us (a full disk, a bucket gone): nothing partial is registered
+            raise _fail(f"{data}: {e}; run the same command again once it is writable", 1)
+    table = Table(title=f"fetch {urls_file} -> {data_loc / 'sources.csv'}")
     table.add_column("outcome")
     table.add_column("count", justify="right")
     table.add_row("ok", str(rep.ok))

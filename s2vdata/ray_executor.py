@@ -15,6 +15,7 @@ not finished.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -34,6 +35,7 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 JOIN_HINT = "start the head with `ray start --head --port=6379` and pass its host:port, or leave --ray-address out for a local instance"
 CONNECT_TIMEOUT_S = 10.0  # how long a cluster's head may take to accept a connection
 MIN_IN_FLIGHT = 8  # tasks kept submitted even on a tiny cluster, so no CPU waits for the driver
+_NOTHING = object()
 
 
 def _import_ray():
@@ -109,7 +111,7 @@ def _lost_reason(error: Exception) -> str:
 
 
 def run_ray(work: Iterable[T], *, ray_address: str | None = None, run: Callable[[T], R], max_in_flight: int | None = None,
-            lost: Callable[[T, str], R] | None = None) -> Iterator[R]:
+            lost: Callable[[T, str], R] | None = None, task_options: dict | None = None) -> Iterator[R]:
     """Yields the result of `run` on every item of work, in completion order, each run as a Ray task.
 
     `run` must never raise for a bad item (`executors.run_one` turns errors
@@ -118,20 +120,25 @@ def run_ray(work: Iterable[T], *, ray_address: str | None = None, run: Callable[
     reason)` (default: a failed SourceOutcome), and the others go on. At most
     `max_in_flight` tasks are submitted at once (default: twice the cluster's
     CPUs, at least MIN_IN_FLIGHT), so a plan of 100,000 items does not flood
-    the scheduler. Builds run sources this way; fetch runs URLs.
+    the scheduler. `work` is read as tasks are submitted, not before (fetch
+    finds each URL's id as it goes). `task_options` (Ray's task options)
+    replace the defaults of one CPU per task. Builds run sources this way;
+    fetch runs URLs.
     """
     lost = lost or (lambda job, reason: failed(job, reason))
     ray = _import_ray()
-    work = list(work)
-    if not work:
+    queue = iter(work)
+    first = next(queue, _NOTHING)
+    if first is _NOTHING:
         return
+    queue = itertools.chain([first], queue)
     started = start_ray(ray_address=ray_address)
     pending: dict = {}
     try:
         # retry_exceptions=False: an exception is the source's own verdict; only a dead worker is worth a retry
-        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(run)
+        options = {"num_cpus": 1, "max_retries": MAX_RETRIES, "retry_exceptions": False, **(task_options or {})}
+        task = ray.remote(**options)(run)
         limit = max_in_flight or max(MIN_IN_FLIGHT, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        queue = iter(work)
 
         def submit() -> None:
             while len(pending) < limit:

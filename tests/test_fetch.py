@@ -462,22 +462,28 @@ def test_fetched_source_builds_into_clips_that_carry_its_url(tmp_path, server, m
 
 
 def test_yt_dlp_gets_the_options_and_writes_only_under_the_data_folder(tmp_path):
-    from s2vdata.fetch import _Job, _job_params, _ydl_params, _YdlLog
+    from s2vdata.download import FetchTask, _task_params, _ydl_params, _YdlLog
+    from s2vdata.storage import Location
+    from s2vdata.urlfile import Request
 
     options = FetchOptions(socket_timeout=7.5, retries=2, rate_limit="2M", proxy="socks5://127.0.0.1:1080",
                            max_height=720)
-    params = _ydl_params(options=options, logger=_YdlLog(), hook=lambda d: None, cookiefile=tmp_path / "c.txt")
+    cookies = "# Netscape HTTP Cookie File\n"
+    params = _ydl_params(options=options, logger=_YdlLog(), hook=lambda d: None, cookies=cookies)
     assert (params["socket_timeout"], params["retries"], params["fragment_retries"]) == (7.5, 2, 2)
     assert params["ratelimit"] == 2 * 1024 * 1024 and params["proxy"] == "socks5://127.0.0.1:1080"
-    assert params["cachedir"] is False and params["cookiefile"] == str(tmp_path / "c.txt")
+    # the cookies are a text stream: no copy of them is written anywhere
+    assert params["cachedir"] is False and params["cookiefile"].getvalue() == cookies
     assert "height<=?720" in params["format"] and params["format_sort"] == ["res:720"]
     assert Path(params["ffmpeg_location"]).is_file()
 
     work = tmp_path / "data" / "tmp" / "fetch" / "url-abc"
-    per_job = _job_params(_Job("url-abc", "https://example.org/v", "sea", (3.0, 9.0)), work=work)
-    assert per_job["paths"] == {"home": str(work), "temp": str(work)}
-    assert per_job["outtmpl"] == {"default": "url-abc.%(ext)s"}  # from the id, never the title
-    assert list(per_job["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 9.0}]
+    task = FetchTask(0, "url-abc", Request("https://example.org/v", "sea", (3.0, 9.0)), Location(tmp_path / "data"),
+                     options, added_at="")
+    per_task = _task_params(task, work=work)
+    assert per_task["paths"] == {"home": str(work), "temp": str(work)}
+    assert per_task["outtmpl"] == {"default": "url-abc.%(ext)s"}  # from the id, never the title
+    assert list(per_task["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 9.0}]
 
 
 def test_nothing_is_written_outside_the_data_folder(tmp_path, server, monkeypatch):
