@@ -24,11 +24,27 @@ import collections
 import http.server
 import threading
 import time
+from pathlib import Path
 
 PAGE = b"""<!DOCTYPE html>
 <html><head><title>Nothing to see</title></head>
 <body><p>This page has text and no video.</p></body></html>
 """
+
+
+def make_video(path: Path, *, seconds: float, size: int = 64, seed: int = 0) -> bytes:
+    """Writes a small MP4 with noise pictures and sound at `path` and returns its bytes."""
+    import numpy as np
+
+    from s2vdata.media import write_video
+
+    rng = np.random.default_rng(seed)
+    n = round(seconds * 30)
+    # noise frames compress badly: the file is big enough to be caught mid-download
+    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    audio = (0.1 * rng.standard_normal(round(seconds * 44100))).astype(np.float32)
+    write_video(path, frames, audio, fps=30)
+    return path.read_bytes()
 
 
 class FetchServer:

@@ -12,34 +12,23 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from fetchserver import FetchServer
+from fetchserver import FetchServer, make_video
 from s2vdata.fetch import FetchOptions, classify, fetch_urls, read_urls, source_id_for
-from s2vdata.media import probe, write_video
+from s2vdata.media import probe
 from s2vdata.registry import Registry
 
 # short timeouts and pauses: a test never waits out the 30 s default
 FAST = dict(target="hand", socket_timeout=1.0, retries=1, backoff_s=0.05, jobs=4)
 
 
-def _video(path: Path, *, seconds: float, size: int = 64, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    n = round(seconds * 30)
-    # noise frames compress badly: the file is big enough to be caught mid-download
-    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-    audio = (0.1 * rng.standard_normal(round(seconds * 44100))).astype(np.float32)
-    write_video(path, frames, audio, fps=30)
-    return path.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("media")
     return {
-        "good.mp4": _video(folder / "good.mp4", seconds=1.0),
-        "other.mp4": _video(folder / "other.mp4", seconds=2.0, seed=1),
+        "good.mp4": make_video(folder / "good.mp4", seconds=1.0),
+        "other.mp4": make_video(folder / "other.mp4", seconds=2.0, seed=1),
     }
 
 
@@ -507,3 +496,31 @@ def test_unknown_target_is_fetched_with_a_warning(tmp_path, server, caplog):
         report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
     assert report.ok == 1 and report.rows[0]["target"] == "hnad"
     assert "target 'hnad' (1 URL(s)) is not a known preset" in caplog.text
+
+
+def test_rows_are_registered_in_the_url_files_order_whatever_ends_first(tmp_path, server):
+    # the hanging URL ends last (after its timeouts) yet keeps its place: a build reads sources in registry order
+    lines = [server.url("/hang.mp4"), server.url("/v/good.mp4"), server.url("/missing.mp4"), server.url("/v/other.mp4")]
+    urls = _write_urls(tmp_path / "urls.txt", lines)
+    events = []
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST), progress=events.append)
+    assert [e["source_id"] for e in events if e["event"] == "url"][-1] == source_id_for(lines[0])
+    assert [r["origin"] for r in Registry(tmp_path / "data").rows()] == lines
+    assert [r["origin"] for r in report.rows] == lines
+
+
+def test_cli_fetch_without_a_terminal_prints_plain_progress_lines(tmp_path, server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from s2vdata.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("S2V_PROGRESS_SECONDS", "0")  # a line at every event instead of every 30 s
+    urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/good.mp4"), server.url("/v/other.mp4")])
+    result = CliRunner().invoke(app, ["fetch", str(urls), "--target", "hand", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("fetch: ")]
+    # what is done, the rate, the time elapsed and left, and the bytes: without a terminal, never a bar
+    assert any(line.startswith("fetch: 1/2 URLs (50%), ") and " URLs/s, " in line and " left, " in line
+               and " MB at " in line for line in lines), lines
+    assert lines[-1].startswith("fetch: 2/2 URLs (100%), ")
