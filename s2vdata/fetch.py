@@ -112,7 +112,7 @@ def fetch_urls(urls_file: Path, *, data_dir: Location | Path | str, options: Fet
     ledger.start()
     try:
         if executor == "ray":
-            _download_on_ray(tasks, jobs=options.jobs, ray_address=ray_address, ledger=ledger)
+            _download_on_ray(tasks, jobs=options.jobs, ray_address=ray_address, data=data, ledger=ledger)
         else:
             _download_in_threads(tasks, jobs=options.jobs, ledger=ledger)
     finally:
@@ -133,8 +133,8 @@ def _check(options: FetchOptions, *, data: Location) -> str | None:
     if options.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, not {options.jobs}")
     if not data.is_local:
-        bucket = Location(data.url.split("://", 1)[0] + "://" + data.url.split("://", 1)[1].split("/", 1)[0],
-                          options=data.options)
+        scheme, _, path = data.url.partition("://")
+        bucket = Location(f"{scheme}://{path.split('/', 1)[0]}", options=data.options)
         if not bucket.exists():
             raise ValueError(f"{bucket}: no such bucket, or no access to it: create it or check the credentials "
                              "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, --storage-option)")
@@ -269,7 +269,8 @@ def _download_in_threads(tasks: Iterator[FetchTask], *, jobs: int, ledger: _Ledg
         close_sessions()
 
 
-def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str | None, ledger: _Ledger) -> None:
+def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str | None, data: Location,
+                     ledger: _Ledger) -> None:
     """Runs the tasks on a Ray cluster, spread over its nodes, about `jobs` at once per node; settles each as it ends.
 
     A task whose worker dies is retried by Ray, then settled failed (`worker lost`); Ctrl-C cancels the
@@ -291,10 +292,23 @@ def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str 
         with contextlib.closing(results):
             for fetched in results:
                 ledger.add_bytes(fetched.bytes)
-                ledger.fetched(fetched)
+                ledger.fetched(_seen_by_driver(fetched, data=data))
     finally:
         if started:
             ray.shutdown()
+
+
+def _seen_by_driver(fetched: Fetched, *, data: Location) -> Fetched:
+    """Returns the outcome of a Ray task, made failed when its file is not where the driver sees the data folder."""
+    row = fetched.row
+    if data.is_local and row is not None and row["status"] == "ok" and not (data / row["path"]).is_file():
+        # a local --data on a cluster: the node wrote to its own disk, which no build on the driver can read
+        log.error("%s: stored by a Ray node in %s, which the driver does not see: on a cluster, use a bucket "
+                  "(--data s3://...) or a filesystem every node mounts at the same path", row["source_id"], data)
+        keep = ("source_id", "target", "origin", "added_at")
+        row = {k: (v if k in keep else "") for k, v in row.items()} | {"status": "failed", "reason": "not on a shared filesystem"}
+        return Fetched(fetched.index, row, fetched.bytes)
+    return fetched
 
 
 # --------------------------------------------------------------------------- the ledger

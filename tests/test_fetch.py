@@ -524,3 +524,20 @@ def test_cli_fetch_without_a_terminal_prints_plain_progress_lines(tmp_path, serv
     assert any(line.startswith("fetch: 1/2 URLs (50%), ") and " URLs/s, " in line and " left, " in line
                and " MB at " in line for line in lines), lines
     assert lines[-1].startswith("fetch: 2/2 URLs (100%), ")
+
+
+def test_a_ray_download_the_driver_cannot_see_is_a_failed_row(tmp_path):
+    # a local --data on a cluster without a shared filesystem: the node stored the file on its own disk
+    from s2vdata.download import Fetched
+    from s2vdata.fetch import _seen_by_driver
+    from s2vdata.storage import Location
+
+    data = Location(tmp_path / "data")
+    row = {"source_id": "url-a", "target": "hand", "origin": "http://x/a.mp4", "path": "sources/url-a.mp4",
+           "sha256": "ab", "status": "ok", "reason": "", "width": 64, "added_at": "2026-01-01T00:00:00+00:00"}
+    seen = _seen_by_driver(Fetched(3, row, 10), data=data)
+    assert (seen.index, seen.row["status"], seen.row["reason"]) == (3, "failed", "not on a shared filesystem")
+    assert (seen.row["path"], seen.row["sha256"], seen.row["width"], seen.row["origin"]) == ("", "", "", row["origin"])
+    (tmp_path / "data" / "sources").mkdir(parents=True)
+    (tmp_path / "data" / "sources" / "url-a.mp4").write_bytes(b"here")
+    assert _seen_by_driver(Fetched(3, row, 10), data=data).row is row
