@@ -1,4 +1,4 @@
-"""The clip contract (DESIGN section 4) and build settings, as frozen dataclasses."""
+"""The clip contract (docs/design.md section 4) and build settings, as frozen dataclasses."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The only module that talks to FFmpeg (through PyAV): probe, decode on the presentation timeline, encode.
 
-Time alignment (DESIGN section 4): everything is placed on the source's
+Time alignment (docs/design.md section 4): everything is placed on the source's
 presentation timeline (the clock ffprobe shows as pts_time). Slot k of the
 30 fps grid is the instant k/30 s; it shows the source frame on screen at
 that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
