@@ -28,10 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fetchserver import FetchServer, make_video  # noqa: E402
-from s2vdata.fetch import FetchOptions, fetch_urls  # noqa: E402
-from s2vdata.ray_executor import start_ray  # noqa: E402
-from s2vdata.registry import Registry  # noqa: E402
+from fetchserver import FetchServer, make_video
+
+from s2vdata.fetch import FetchOptions, fetch_urls
+from s2vdata.ray_executor import start_ray
+from s2vdata.registry import Registry
 
 
 def rows(data) -> list[dict]:

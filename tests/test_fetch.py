@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fetchserver import FetchServer, make_video
+
 from s2vdata.fetch import FetchOptions, classify, fetch_urls, read_urls, source_id_for
 from s2vdata.media import probe
 from s2vdata.registry import Registry

@@ -12,15 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+from fetchserver import FetchServer, make_video
+from s3server import make_bucket, s3_server
 from typer.testing import CliRunner
 
-from fetchserver import FetchServer, make_video
 from s2vdata.cli import app
 from s2vdata.download import staging_folder
 from s2vdata.fetch import FetchOptions, fetch_urls
 from s2vdata.registry import Registry
 from s2vdata.storage import Location
-from s3server import make_bucket, s3_server
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
