@@ -324,7 +324,7 @@ class _AudioCursor:
         self._chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample index, samples)
         self._end = 0  # one past the last resampled sample
         self._eof = False
-        self.gaps: list[tuple[float, float]] = []  # (time s, seconds of silence inserted; negative: overlap dropped)
+        self.gaps: collections.deque[tuple[float, float]] = collections.deque()  # (time s, seconds of silence inserted; negative: overlap dropped)
         # the resampler's run: it started at sample _seg_out0 on the output timeline and at time _seg_t0 of
         # the input; _seg_in input samples went into it (silence included), _seg_out samples came out
         self._resampler: av.AudioResampler | None = None
@@ -518,8 +518,19 @@ class GridReader:
 
     @property
     def audio_gaps(self) -> list[tuple[float, float]]:
-        """Returns the holes and overlaps met so far in the audio timestamps: (time s, seconds; negative for an overlap)."""
+        """Returns the holes and overlaps met so far (and not forgotten) in the audio timestamps: (time s, seconds; negative for an overlap)."""
         return list(self.audio.gaps)
+
+    def audio_gap_seconds(self, t0: float, t1: float) -> float:
+        """Returns the seconds of sound missing or repeated at times in [t0, t1); what lies before t0 is forgotten.
+
+        Windows are asked for in order of their start, so the list stays as
+        short as the gaps of one window, however long the source.
+        """
+        gaps = self.audio.gaps
+        while gaps and gaps[0][0] < t0:
+            gaps.popleft()
+        return sum(abs(d) for t, d in gaps if t < t1)
 
     @property
     def error_times(self) -> list[float]:
@@ -554,7 +565,8 @@ class GridReader:
 # ----------------------------------------------------------------------------- encode
 
 
-def _video_stream(container, *, codec: str, fps: float, width: int, height: int, crf: int, threads: int):
+def _video_stream(container, *, codec: str, fps: float, width: int, height: int, quality: int, threads: int):
+    """Returns a new video stream; `quality` is x264's constant quantiser (libvpx's CRF level): lower is better."""
     rate = Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height = width, height
@@ -562,9 +574,9 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     if codec == "libx264":
         # a constant quantiser, not CRF: CRF's macroblock-tree lookahead (in its AVX-512 code)
         # gave other bytes for the same pictures from one call to the next
-        stream.options = {"qp": str(crf), "preset": "veryfast"}
+        stream.options = {"qp": str(quality), "preset": "veryfast"}
     elif codec in ("libvpx", "libvpx-vp9"):
-        stream.options = {"crf": str(max(crf, 4)), "b": "0"}
+        stream.options = {"crf": str(max(quality, 4)), "b": "0"}
     else:
         stream.bit_rate = 4_000_000
     if threads:
@@ -609,7 +621,7 @@ def write_video(
     *,
     fps: float,
     sample_rate: int = 44_100,
-    crf: int = 18,
+    quality: int = 18,
     vcodec: str | None = None,
     acodec: str | None = None,
     frame_times: Iterable[float] | None = None,
@@ -637,7 +649,8 @@ def write_video(
     tmp = path.with_name(f".{path.name}.partial{ext}")
     container = av.open(str(tmp), "w", options=options)
     try:
-        vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], crf=crf, threads=threads)
+        vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], quality=quality,
+                           threads=threads)
         time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else 1 / Fraction(fps).limit_denominator(1001)
         vs.time_base = time_base
         vs.codec_context.time_base = time_base
@@ -729,7 +742,7 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP)
         out = Path(tmp) / "clip.mp4"
         container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
         try:
-            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.qp, threads=1)
+            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, quality=clip.qp, threads=1)
             vs.codec_context.flags |= av.codec.context.Flags.bitexact
             tb = Fraction(1, clip.fps)
             vs.time_base = tb

@@ -68,7 +68,8 @@ class PlainProgress:
         if info is not None:
             task.info = info
         now = time.monotonic()
-        if now - self._last >= self.every_s:
+        # a line says what got done: an update that only sets the total or the info waits for the next
+        if (advance or completed is not None) and now - self._last >= self.every_s:
             self._last = now
             self._print(task_id)
 

@@ -1,9 +1,9 @@
-"""Per-source work as Ray tasks: the driver plans and commits, any node of the cluster decodes, checks and cuts.
+"""Work as Ray tasks: the driver plans and commits, any node of the cluster does the per-item work.
 
-A task is `run(job)` (`executors.run_one`), which reads the source and writes
-the sidecar and part tar at the absolute paths in the job, so every node must
-see the data folder at the same path (a shared POSIX filesystem: see
-docs/scaling.md). The results do not depend on where a task ran: the commit
+For a build, a task is `run(job)` (`executors.run_one`), which reads the
+source and writes the sidecar and part tar at the URLs in the job, so every
+node must reach the data folder: the same bucket (s3://, gs://) or a shared
+POSIX filesystem at the same path (docs/scaling.md). The results do not depend on where a task ran: the commit
 on the driver reads them in registry order, and `encode_clip` makes the same
 bytes from the same pictures (see docs/scaling.md for what the nodes need).
 

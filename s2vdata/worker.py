@@ -66,14 +66,22 @@ def part_path(job: SourceJob) -> Location:
 
 
 def read_sidecar(path: Location) -> dict | None:
-    """Returns a sidecar, or None if there is none or it cannot be read (it is then measured again)."""
+    """Returns a sidecar without its windows' curves (only the report draws them), or None if there is none or it
+    cannot be read (it is then measured again)."""
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(path.read_bytes(), object_hook=_without_curves)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("%s: unreadable sidecar, measuring again: %s", path, e)
         return None
+
+
+def _without_curves(d: dict) -> dict:
+    # a window's curves are dropped as soon as it is parsed: a 2-hour source's sidecar never sits in memory whole
+    if "curves" in d and "scores" in d:
+        del d["curves"]
+    return d
 
 
 def process_source(job: SourceJob) -> SourceOutcome:
@@ -194,7 +202,7 @@ def _measure_window(reader: GridReader, *, start: int, frames: np.ndarray, audio
     t0, t1 = start / clip.fps, (start + clip.frames) / clip.fps
     # a skipped packet damages what follows it until the next keyframe: look back a little
     m["scores"]["decode_errors"] = float(sum(t0 - 1.0 <= t < t1 for t in reader.error_times))
-    m["scores"]["audio_gap_ms"] = 1000.0 * sum(abs(d) for t, d in reader.audio_gaps if t0 <= t < t1)
+    m["scores"]["audio_gap_ms"] = 1000.0 * reader.audio_gap_seconds(t0, t1)
     return {"start_slot": start, "start_s": start / clip.fps, **m}
 
 

@@ -262,3 +262,15 @@ def test_damaged_avi_keeps_its_intact_windows_and_rejects_the_damaged_ones(tmp_p
     first = df["start_s"][0]
     assert sorted(decode["start_s"].round(6)) == [round(first + 4, 6), round(first + 8, 6)] and decode["value"].min() >= 1
     assert run("verify", "--target", "lenient", cwd=tmp_path).exit_code == 0
+
+
+def test_without_a_terminal_a_build_prints_plain_progress_lines(reference, tmp_path, monkeypatch):
+    """Under nohup, Slurm or a Ray job there is no terminal: progress comes as plain lines (done, rate, time left)."""
+    monkeypatch.setenv("S2V_PROGRESS_SECONDS", "0")
+    other = fresh_copy(reference, tmp_path / "plain")
+    res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=other)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("build lenient: ")]
+    assert len(lines) >= 6, res.output  # one per source, and the last
+    assert lines[0].startswith("build lenient: 1/6 sources (17%)") and " left" in lines[0] and "sources/s" in lines[0]
+    assert lines[-1].startswith("build lenient: 6/6 sources (100%)")
