@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def main() -> None:
     from build import scene_source  # benchmarks/build.py
+
     from s3server import make_bucket, s3_server
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,33 +43,78 @@ def main() -> None:
     for i in range(args.count):
         scene_source(src / f"s{i}.mp4", seconds=args.seconds, width=1280, height=720, seed=200 + i)
     exe = [sys.executable, "-m", "s2vdata.cli"]
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "sources": f"{args.count} x {args.seconds:g} s 1280x720 hand scenes", "jobs": args.jobs}
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "sources": f"{args.count} x {args.seconds:g} s 1280x720 hand scenes",
+        "jobs": args.jobs,
+    }
     local = args.out / "local"
     shutil.rmtree(local, ignore_errors=True)
     local.mkdir()
     subprocess.run(exe + ["ingest", str(src), "--target", "hand"], cwd=local, check=True, stdout=subprocess.DEVNULL)
     t0 = time.perf_counter()
-    subprocess.run(exe + ["build", "--target", "hand", "--jobs", str(args.jobs)], cwd=local, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        exe + ["build", "--target", "hand", "--jobs", str(args.jobs)],
+        cwd=local,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     result["local_build_s"] = round(time.perf_counter() - t0, 2)
     with s3_server() as env:
         make_bucket(env, "bench")
         env = {**os.environ, **env}
         t0 = time.perf_counter()
-        subprocess.run(exe + ["ingest", str(src), "--target", "hand", "--data", "s3://bench/data"], cwd=args.out, env=env,
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            exe + ["ingest", str(src), "--target", "hand", "--data", "s3://bench/data"],
+            cwd=args.out,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         result["bucket_ingest_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        subprocess.run(exe + ["build", "--target", "hand", "--jobs", str(args.jobs), "--data", "s3://bench/data",
-                              "--manifests", "s3://bench/manifests"], cwd=args.out, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            exe
+            + [
+                "build",
+                "--target",
+                "hand",
+                "--jobs",
+                str(args.jobs),
+                "--data",
+                "s3://bench/data",
+                "--manifests",
+                "s3://bench/manifests",
+            ],
+            cwd=args.out,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         result["bucket_build_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        subprocess.run(exe + ["build", "--target", "hand", "--jobs", str(args.jobs), "--data", "s3://bench/data",
-                              "--manifests", "s3://bench/manifests"], cwd=args.out, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            exe
+            + [
+                "build",
+                "--target",
+                "hand",
+                "--jobs",
+                str(args.jobs),
+                "--data",
+                "s3://bench/data",
+                "--manifests",
+                "s3://bench/manifests",
+            ],
+            cwd=args.out,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         result["bucket_rebuild_s"] = round(time.perf_counter() - t0, 2)
         os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
         import s3fs

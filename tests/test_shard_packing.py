@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flashclick import lenient_targets, make_source
 from s2vdata.cli import app
+
+from flashclick import lenient_targets, make_source
 
 runner = CliRunner()
 
