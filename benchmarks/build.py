@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,9 +47,21 @@ def ffmpeg_exe() -> str:
 
 # ----------------------------------------------------------------------------- sources
 
-def lavfi_source(path: Path, *, seconds: float, size: str = "1280x720", rate: str = "30", audio_rate: int = 48_000,
-                 vcodec: str = "libx264", acodec: str = "aac", video_start: float = 0.0, audio_start: float = 0.0,
-                 vfr: bool = False, seed: int = 0) -> None:
+
+def lavfi_source(
+    path: Path,
+    *,
+    seconds: float,
+    size: str = "1280x720",
+    rate: str = "30",
+    audio_rate: int = 48_000,
+    vcodec: str = "libx264",
+    acodec: str = "aac",
+    video_start: float = 0.0,
+    audio_start: float = 0.0,
+    vfr: bool = False,
+    seed: int = 0,
+) -> None:
     """Writes an FFmpeg test-pattern source (testsrc2, beeps over a tone), unless it exists; `seed` tints it and sets the tone."""
     if path.exists():
         return
@@ -57,9 +70,20 @@ def lavfi_source(path: Path, *, seconds: float, size: str = "1280x720", rate: st
     if video_start:
         vf.append(f"setpts=PTS+{video_start}/TB")
     af = [f"adelay={int(audio_start * 1000)}:all=1"] if audio_start else []
-    cmd = [ffmpeg_exe(), "-v", "error", "-y",
-           "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-           "-f", "lavfi", "-i", f"sine=frequency={440 + 13 * seed}:beep_factor=4:sample_rate={audio_rate}:duration={seconds}"]
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency={440 + 13 * seed}:beep_factor=4:sample_rate={audio_rate}:duration={seconds}",
+    ]
     if vf:
         cmd += ["-vf", ",".join(vf)]
     if af:
@@ -72,8 +96,17 @@ def lavfi_source(path: Path, *, seconds: float, size: str = "1280x720", rate: st
     subprocess.run(cmd, check=True)
 
 
-def scene_source(path: Path, *, seconds: float, width: int, height: int, fps: float = 30.0, sample_rate: int = 44_100,
-                 seed: int = 0, rotation: int = 0) -> None:
+def scene_source(
+    path: Path,
+    *,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: float = 30.0,
+    sample_rate: int = 44_100,
+    seed: int = 0,
+    rotation: int = 0,
+) -> None:
     """Writes a synthetic hand-clap scene (the project's own generator; its windows are kept and cut), unless it exists."""
     from s2vdata.media import write_video
     from s2vdata.synth import render
@@ -121,8 +154,14 @@ def make_vggsound(out: Path, *, count: int = 100) -> list[Path]:
         if i % 4 == 0:
             scene_source(p, seconds=10, width=640, height=360, seed=100 + i)
         else:
-            lavfi_source(p, seconds=10, size=("640x360", "854x480")[i % 2], rate=("30", "25")[i % 3 == 0],
-                         audio_rate=(48_000, 44_100)[i % 2], seed=i)
+            lavfi_source(
+                p,
+                seconds=10,
+                size=("640x360", "854x480")[i % 2],
+                rate=("30", "25")[i % 3 == 0],
+                audio_rate=(48_000, 44_100)[i % 2],
+                seed=i,
+            )
         paths.append(p)
     return paths
 
@@ -173,11 +212,33 @@ def run_measured(cmd: list[str], *, cwd: Path) -> tuple[float, int]:
 BARE_FILTER = "fps=30,crop='min(iw,ih)':'min(iw,ih)',scale=286:286:flags=area"
 
 
+def children_cpu() -> float:
+    """Returns the CPU seconds (user + system) of this process's finished children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def bare_decode(files: list[Path], *, jobs: int) -> float:
     """Returns the wall time of the bare FFmpeg decode of the files, `jobs` files at a time."""
+
     def one(path: Path) -> None:
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", BARE_FILTER,
-                        "-af", "aresample=44100,aformat=sample_fmts=flt:channel_layouts=mono", "-f", "null", "-"], check=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-i",
+                str(path),
+                "-vf",
+                BARE_FILTER,
+                "-af",
+                "aresample=44100,aformat=sample_fmts=flt:channel_layouts=mono",
+                "-f",
+                "null",
+                "-",
+            ],
+            check=True,
+        )
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
@@ -190,10 +251,17 @@ def build_once(sources: list[Path], work: Path, *, jobs: int, target: str = "han
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     exe = [sys.executable, "-m", "s2vdata.cli"]
-    subprocess.run(exe + ["ingest", *map(str, sources), "--target", target], cwd=work, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        exe + ["ingest", *map(str, sources), "--target", target],
+        cwd=work,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cpu = children_cpu()
     secs, peak = run_measured(exe + ["build", "--target", target, "--jobs", str(jobs)], cwd=work)
     counts = json.loads((work / "manifests" / f"{target}.build.json").read_text())["counts"]
+    counts["cpu_s"] = children_cpu() - cpu
     return secs, peak, counts
 
 
@@ -205,13 +273,25 @@ def speed(name: str, sources: list[Path], out: Path, *, jobs: int, repeats: int)
     """Returns the build and bare decode times of a set of sources, alternated `repeats` times (best of each)."""
     result = {"sources": len(sources), "jobs": jobs, "runs": []}
     for _ in range(repeats):
+        cpu0 = children_cpu()
         bare = bare_decode(sources, jobs=jobs)
+        cpu1 = children_cpu()
         secs, peak, counts = build_once(sources, out / f"work-{name}", jobs=jobs)
-        result["runs"].append({"bare_s": round(bare, 2), "build_s": round(secs, 2), "load": loadavg()})
+        # CPU seconds tell work from waiting on a shared machine (where wall times favour FFmpeg's many threads)
+        result["runs"].append(
+            {
+                "bare_s": round(bare, 2),
+                "build_s": round(secs, 2),
+                "bare_cpu_s": round(cpu1 - cpu0, 2),
+                "build_cpu_s": round(counts["cpu_s"], 2),
+                "load": loadavg(),
+            }
+        )
         result.update(clips=counts["clips"], windows=counts["windows"], peak_mib=round(peak / 2**20))
     result["bare_s"] = min(r["bare_s"] for r in result["runs"])
     result["build_s"] = min(r["build_s"] for r in result["runs"])
     result["ratio"] = round(result["build_s"] / result["bare_s"], 2)
+    result["cpu_ratio"] = round(min(r["build_cpu_s"] for r in result["runs"]) / min(r["bare_cpu_s"] for r in result["runs"]), 2)
     return result
 
 
@@ -226,8 +306,13 @@ def memory(out: Path, *, hours: float) -> dict:
             src = d / f"{name}-{rate}.mp4"
             lavfi_source(src, seconds=seconds, size="1280x720", rate="30", audio_rate=rate)
             secs, peak, counts = build_once([src], out / "work-memory", jobs=1)
-            result[f"{rate}_{name}"] = {"peak_mib": round(peak / 2**20), "s": round(secs, 1), "windows": counts["windows"],
-                                        "s_per_min": round(secs / (seconds / 60), 2), "load": loadavg()}
+            result[f"{rate}_{name}"] = {
+                "peak_mib": round(peak / 2**20),
+                "s": round(secs, 1),
+                "windows": counts["windows"],
+                "s_per_min": round(secs / (seconds / 60), 2),
+                "load": loadavg(),
+            }
         base = result[f"{rate}_1min"]["peak_mib"]
         for name, _ in lengths[1:]:
             result[f"{rate}_{name}"]["ratio_to_1min"] = round(result[f"{rate}_{name}"]["peak_mib"] / base, 3)
@@ -244,8 +329,10 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+    info = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
     if args.what == "mix":
         info.update(speed("mix", make_mix(out), out, jobs=args.jobs, repeats=args.repeats))
     elif args.what == "vggsound":

@@ -55,14 +55,17 @@ class BuildReport:
     manifest: str = ""
 
 
-def plan_jobs(*, target: Target, data_dir: Location | Path | str, settings: BuildSettings,
-              storage: dict | None = None) -> tuple[list[SourceJob], dict[str, dict], list[dict]]:
+def plan_jobs(
+    *, target: Target, data_dir: Location | Path | str, settings: BuildSettings, storage: dict | None = None
+) -> tuple[list[SourceJob], dict[str, dict], list[dict]]:
     """Returns (jobs, registry rows by source_id, rejects of sources that could never be read) for a target."""
     data = Location(data_dir, options=storage)
     registry = Registry(data)
     if not registry.path.exists():
-        raise ValueError(f"{registry.path}: no sources registered here: add some with `s2vdata ingest`, `fetch` or `synth` "
-                         "(or point --data at your data folder)")
+        raise ValueError(
+            f"{registry.path}: no sources registered here: add some with `s2vdata ingest`, `fetch` or `synth` "
+            "(or point --data at your data folder)"
+        )
     rows = [r for r in registry.rows() if r["target"] == target.name]
     work = data / "work" / target.name
     shards = shard_folder(data, target.name)
@@ -71,11 +74,30 @@ def plan_jobs(*, target: Target, data_dir: Location | Path | str, settings: Buil
     jobs, rejects = [], []
     for r in rows:
         if r["status"] != "ok" or not r["path"]:
-            rejects.append({"source_id": r["source_id"], "origin": r["origin"], "start_s": "", "check": "decode",
-                            "value": "", "threshold": "", "reason": f"unreadable: {r['reason'] or r['status']}"})
+            rejects.append(
+                {
+                    "source_id": r["source_id"],
+                    "origin": r["origin"],
+                    "start_s": "",
+                    "check": "decode",
+                    "value": "",
+                    "threshold": "",
+                    "reason": f"unreadable: {r['reason'] or r['status']}",
+                }
+            )
             continue
-        jobs.append(SourceJob(source_id=r["source_id"], origin=r["origin"], path=(data / r["path"]).url, work_dir=work.url,
-                              shard=holding.get(r["source_id"], ""), target=target, settings=settings, storage=data.options))
+        jobs.append(
+            SourceJob(
+                source_id=r["source_id"],
+                origin=r["origin"],
+                path=(data / r["path"]).url,
+                work_dir=work.url,
+                shard=holding.get(r["source_id"], ""),
+                target=target,
+                settings=settings,
+                storage=data.options,
+            )
+        )
     return jobs, {r["source_id"]: r for r in rows}, rejects
 
 
@@ -112,8 +134,15 @@ def build(
         report.cut += outcome.cut
         if on_source:
             on_source(outcome)
-    result = commit(jobs=work_jobs, sources=sources, data_dir=data, manifests_dir=manifests, target=target.name,
-                    source_rejects=rejects, failed=failed)
+    result = commit(
+        jobs=work_jobs,
+        sources=sources,
+        data_dir=data,
+        manifests_dir=manifests,
+        target=target.name,
+        source_rejects=rejects,
+        failed=failed,
+    )
     report.failures = {**failed, **result.failures}
     report.failed = len(report.failures)
     report.done = report.sources - report.failed
@@ -129,13 +158,24 @@ def build(
 
 def _write_build_json(path: Location, *, target: Target, settings: BuildSettings, report: BuildReport) -> None:
     info = {
-        "target": asdict(target), "settings": asdict(settings), "versions": _versions(),
+        "target": asdict(target),
+        "settings": asdict(settings),
+        "versions": _versions(),
         # "decided": sources whose work is done (kept or rejected); the name is kept for readers of earlier builds
-        "counts": {"sources": report.sources, "decided": report.done, "failed": report.failed, "clips": report.clips,
-                   "windows": report.windows, "cut_this_run": report.cut, "splits": dict(report.splits),
-                   "shards": report.shards, "shards_written": report.shards_written,
-                   "rejected_windows": dict(report.rejected_windows), "rejected_sources": dict(report.rejected_sources),
-                   "failures": report.failures},
+        "counts": {
+            "sources": report.sources,
+            "decided": report.done,
+            "failed": report.failed,
+            "clips": report.clips,
+            "windows": report.windows,
+            "cut_this_run": report.cut,
+            "splits": dict(report.splits),
+            "shards": report.shards,
+            "shards_written": report.shards_written,
+            "rejected_windows": dict(report.rejected_windows),
+            "rejected_sources": dict(report.rejected_sources),
+            "failures": report.failures,
+        },
         "seconds": round(report.seconds, 3),
     }
     path.write_text(json.dumps(info, indent=2, sort_keys=True))
@@ -144,6 +184,11 @@ def _write_build_json(path: Location, *, target: Target, settings: BuildSettings
 def _versions() -> dict:
     import av
 
-    return {"s2v": __version__, "python": platform.python_version(), "av": av.__version__,
-            "ffmpeg": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()},
-            "numpy": np.__version__, "opencv": cv2.__version__}
+    return {
+        "s2v": __version__,
+        "python": platform.python_version(),
+        "av": av.__version__,
+        "ffmpeg": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()},
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }

@@ -28,8 +28,19 @@ from s2vdata.shards import read_shard
 from s2vdata.storage import Location
 
 __all__ = [
-    "CLIP", "ClipSpec", "ClipError", "ClipRef", "read_manifest", "clip_refs", "iter_shard", "iter_clip_parts",
-    "decode_clip", "decode_video", "decode_audio", "write_video", "load_audio",
+    "CLIP",
+    "ClipSpec",
+    "ClipError",
+    "ClipRef",
+    "read_manifest",
+    "clip_refs",
+    "iter_shard",
+    "iter_clip_parts",
+    "decode_clip",
+    "decode_video",
+    "decode_audio",
+    "write_video",
+    "load_audio",
 ]
 
 
@@ -53,7 +64,9 @@ class ClipRef:
     source_id: str = ""  # the source it was cut from
 
 
-def clip_refs(manifests: Iterable[Location | Path | str], *, split: str | None = None, check_shards: bool = True) -> list[ClipRef]:
+def clip_refs(
+    manifests: Iterable[Location | Path | str], *, split: str | None = None, check_shards: bool = True
+) -> list[ClipRef]:
     """Returns the clips of `split` (all if None) in the manifests, in manifest order.
 
     Manifests and shards may be local or on an object store (`s3://...`,
@@ -158,4 +171,3 @@ def decode_clip(parts: dict[str, bytes] | None, *, name: str = "clip", clip: Cli
     if rate != clip.sample_rate or audio.shape != (clip.samples,):
         raise ClipError(name, f"audio is {audio.shape} at {rate} Hz, expected ({clip.samples},) at {clip.sample_rate} Hz")
     return frames, audio
-

@@ -108,8 +108,16 @@ def read_records(folder: Location) -> dict[str, dict]:
     return out
 
 
-def commit(*, jobs: list[SourceJob], sources: dict[str, dict], data_dir: Location, manifests_dir: Location, target: str,
-           source_rejects: list[dict], failed: dict[str, str]) -> CommitResult:
+def commit(
+    *,
+    jobs: list[SourceJob],
+    sources: dict[str, dict],
+    data_dir: Location,
+    manifests_dir: Location,
+    target: str,
+    source_rejects: list[dict],
+    failed: dict[str, str],
+) -> CommitResult:
     """Returns what was written: shards, manifest and rejects of a build, from the sidecars and parts its workers left.
 
     `source_rejects`: rows of sources rejected before any work (never
@@ -147,7 +155,9 @@ def _current(jobs: list[SourceJob], sources: dict[str, dict], *, failed: dict[st
                 result.failures[job.source_id] = f"{what} after its worker finished: build again"
             elif sidecar is not None:
                 # never commit what was measured under other settings: the source waits for its worker
-                result.failures[job.source_id] = f"{failed[job.source_id]} (its stored measures are from other settings: not used)"
+                result.failures[job.source_id] = (
+                    f"{failed[job.source_id]} (its stored measures are from other settings: not used)"
+                )
             continue
         out.append(_Source(job=job, registry_row=sources[job.source_id], sidecar=sidecar))
     return out
@@ -188,23 +198,50 @@ def _judge(src: _Source, *, result: CommitResult) -> list[dict]:
     rejects = []
     if side.get("rejected"):
         r = side["rejected"]
-        rejects.append({"source_id": job.source_id, "origin": origin, "start_s": "", "check": r["check"], "value": r["value"],
-                        "threshold": r["threshold"], "reason": r["reason"]})
+        rejects.append(
+            {
+                "source_id": job.source_id,
+                "origin": origin,
+                "start_s": "",
+                "check": r["check"],
+                "value": r["value"],
+                "threshold": r["threshold"],
+                "reason": r["reason"],
+            }
+        )
         result.rejected_sources[r["check"]] += 1
     windows = side["windows"]
     failures = judge(windows, job.target)
     kept = select(windows, failures, source_id=job.source_id, settings=job.settings)
     result.windows += len(windows)
     for w, fails in zip(windows, failures):
-        rejects += [{"source_id": job.source_id, "origin": origin, "start_s": w["start_s"], "check": f.check, "value": f.value,
-                     "threshold": f.threshold, "reason": f.reason} for f in fails]
+        rejects += [
+            {
+                "source_id": job.source_id,
+                "origin": origin,
+                "start_s": w["start_s"],
+                "check": f.check,
+                "value": f.value,
+                "threshold": f.threshold,
+                "reason": f.reason,
+            }
+            for f in fails
+        ]
         if fails:
             result.rejected_windows[fails[0].check] += 1
     passing = [i for i, f in enumerate(failures) if not f]
     for i in sorted(set(passing) - set(kept)):
-        rejects.append({"source_id": job.source_id, "origin": origin, "start_s": windows[i]["start_s"],
-                        "check": "max_clips_per_source", "value": len(passing), "threshold": job.settings.max_clips_per_source,
-                        "reason": "passed every check; not among the random K kept for this source"})
+        rejects.append(
+            {
+                "source_id": job.source_id,
+                "origin": origin,
+                "start_s": windows[i]["start_s"],
+                "check": "max_clips_per_source",
+                "value": len(passing),
+                "threshold": job.settings.max_clips_per_source,
+                "reason": "passed every check; not among the random K kept for this source",
+            }
+        )
         result.rejected_windows["max_clips_per_source"] += 1
     src.kept = [windows[i] for i in kept]
     return rejects
@@ -235,18 +272,26 @@ class _Packer:
         committed = {s["source_id"]: s for r in self.records.values() for s in r["sources"]}
         with_clips = [s for s in todo if s.kept]
         folder_rel = self.folder.relative_to_folder(manifest.parent)
-        unchanged = {s.sid for s in with_clips if s.sid in committed and committed[s.sid]["plan"] == s.plan()
-                     and committed[s.sid]["rows"][0]["shard"].startswith(folder_rel)}
+        unchanged = {
+            s.sid
+            for s in with_clips
+            if s.sid in committed
+            and committed[s.sid]["plan"] == s.plan()
+            and committed[s.sid]["rows"][0]["shard"].startswith(folder_rel)
+        }
         # where each source goes: where it is, or packed after the last shard
         assignment: dict[str, list[_Source]] = {}
         for s in with_clips:
             if s.sid in holding:
                 assignment.setdefault(holding[s.sid], []).append(s)
         self._pack([s for s in with_clips if s.sid not in holding], assignment=assignment, committed=committed)
-        changed = sorted(name for name, members in assignment.items()
-                         if name not in self.records
-                         or [m.sid for m in members] != [x["source_id"] for x in self.records[name]["sources"]]
-                         or any(m.sid not in unchanged for m in members))
+        changed = sorted(
+            name
+            for name, members in assignment.items()
+            if name not in self.records
+            or [m.sid for m in members] != [x["source_id"] for x in self.records[name]["sources"]]
+            or any(m.sid not in unchanged for m in members)
+        )
         rows = [row for s in with_clips if s.sid in unchanged for row in committed[s.sid]["rows"]]
         if changed:
             # the clips of unchanged sources are in the old shards and stay in the new ones: only they are named meanwhile
@@ -262,7 +307,7 @@ class _Packer:
 
     def _pack(self, fresh: list[_Source], *, assignment: dict[str, list[_Source]], committed: dict[str, dict]) -> None:
         """Assigns new sources to shards, in registry order: the last shard while it stays under the size, else a new one."""
-        numbers = [int(n[len(self.target) + 1:].split(".")[0]) for n in set(self.records) | set(assignment)]
+        numbers = [int(n[len(self.target) + 1 :].split(".")[0]) for n in set(self.records) | set(assignment)]
         last = max(numbers, default=-1)
         name = f"{self.target}-{last:06d}.tar" if last >= 0 else None
         size = sum(committed[m.sid]["bytes"] if m.sid in committed else self._estimate(m) for m in assignment.get(name, []))
@@ -298,8 +343,9 @@ class _Packer:
                     found[key] = (loc, entry)
         return found
 
-    def _write_shard(self, name: str, members: list[_Source], *, manifest: Location,
-                     result: CommitResult) -> dict[str, list[dict]] | None:
+    def _write_shard(
+        self, name: str, members: list[_Source], *, manifest: Location, result: CommitResult
+    ) -> dict[str, list[dict]] | None:
         """Returns source_id -> rows after writing one shard from its sources' clips (None if some clips are missing)."""
         shard = self._shard(name)
         located = {}
@@ -324,8 +370,11 @@ class _Packer:
                     rows[m.sid].append(row)
                     writer.add(key, {**parts, "json": json.dumps(row, sort_keys=True).encode()})
                     sizes[m.sid] += _clip_bytes([len(parts["mp4"]), len(parts["flac"])])
-        record = {"version": RECORD_VERSION, "bytes": shard.size(),
-                  "sources": [{"source_id": m.sid, "plan": m.plan(), "bytes": sizes[m.sid], "rows": rows[m.sid]} for m in members]}
+        record = {
+            "version": RECORD_VERSION,
+            "bytes": shard.size(),
+            "sources": [{"source_id": m.sid, "plan": m.plan(), "bytes": sizes[m.sid], "rows": rows[m.sid]} for m in members],
+        }
         record_path(shard).write_text(json.dumps(record))
         self._indexes.pop(shard.url, None)
         return rows
@@ -355,10 +404,22 @@ def _row(src: _Source, w: dict, *, shard_rel: str, sha: str) -> dict:
     job, clip = src.job, src.job.settings.clip
     key = clip_key(job.source_id, w["start_slot"])
     row = {
-        "clip_id": key, "target": job.target.name, "source_id": job.source_id, "origin": src.registry_row.get("origin", ""),
-        "start_s": w["start_s"], "duration_s": clip.seconds, "frames": clip.frames, "fps": clip.fps,
-        "sample_rate": clip.sample_rate, "size": clip.size, "shard": shard_rel, "key": key, "split": src.split,
-        "sha256": sha, "license": src.registry_row.get("license", ""), "webpage_url": src.registry_row.get("webpage_url", ""),
+        "clip_id": key,
+        "target": job.target.name,
+        "source_id": job.source_id,
+        "origin": src.registry_row.get("origin", ""),
+        "start_s": w["start_s"],
+        "duration_s": clip.seconds,
+        "frames": clip.frames,
+        "fps": clip.fps,
+        "sample_rate": clip.sample_rate,
+        "size": clip.size,
+        "shard": shard_rel,
+        "key": key,
+        "split": src.split,
+        "sha256": sha,
+        "license": src.registry_row.get("license", ""),
+        "webpage_url": src.registry_row.get("webpage_url", ""),
         "group_id": src.group,
     }
     row.update(w["scores"])

@@ -48,10 +48,21 @@ class BuildSettings:
 
 def parse_size(text: str) -> int:
     """Returns a size in bytes from text such as 1GB, 500MB, 2GiB or 0; raises ValueError."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    units = {
+        "": 1,
+        "B": 1,
+        "KB": 10**3,
+        "MB": 10**6,
+        "GB": 10**9,
+        "TB": 10**12,
+        "KIB": 2**10,
+        "MIB": 2**20,
+        "GIB": 2**30,
+        "TIB": 2**40,
+    }
     raw = text.strip().upper().replace(" ", "")
     number = raw.rstrip("KMGTIB")
-    unit = raw[len(number):]
+    unit = raw[len(number) :]
     try:
         value = float(number)
     except ValueError:

@@ -35,8 +35,9 @@ def run_one(job: SourceJob) -> SourceOutcome:
         return failed(job, f"internal error: {type(e).__name__}: {e}")
 
 
-def run_jobs(work: list[SourceJob], *, jobs: int = 1, executor: str = "local",
-             ray_address: str | None = None) -> Iterator[SourceOutcome]:
+def run_jobs(
+    work: list[SourceJob], *, jobs: int = 1, executor: str = "local", ray_address: str | None = None
+) -> Iterator[SourceOutcome]:
     """Yields the outcome of every job, in completion order, running them `jobs` at a time."""
     if executor == "ray":
         from s2vdata.ray_executor import run_ray

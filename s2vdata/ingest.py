@@ -44,8 +44,10 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
             if not found:
-                raise FileNotFoundError(f"{p}: no video files in this folder (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}); "
-                                        "name other files one by one")
+                raise FileNotFoundError(
+                    f"{p}: no video files in this folder (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}); "
+                    "name other files one by one"
+                )
             out += found
         elif p.exists():
             out.append(p)
@@ -64,9 +66,13 @@ def probe_row(path: Path) -> dict:
     except MediaError as e:
         return {"status": "failed", "reason": e.reason}
     return {
-        "status": "ok", "reason": "",
-        "duration_s": info["duration_s"], "width": info["width"], "height": info["height"],
-        "fps": info["fps"], "audio_rate": info["audio_rate"],
+        "status": "ok",
+        "reason": "",
+        "duration_s": info["duration_s"],
+        "width": info["width"],
+        "height": info["height"],
+        "fps": info["fps"],
+        "audio_rate": info["audio_rate"],
     }
 
 

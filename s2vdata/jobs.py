@@ -37,7 +37,8 @@ class SourceOutcome:
     """What became of one source in a worker."""
 
     source_id: str
-    status: str  # "done" (measured: its windows kept or rejected, or the whole source rejected) or "failed" (retried by the next build)
+    # "done" (measured: its windows kept or rejected, or the whole source rejected) or "failed" (retried next build)
+    status: str
     windows: int = 0  # windows measured
     kept: int = 0  # windows kept
     cut: int = 0  # clips encoded in this run

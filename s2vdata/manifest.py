@@ -12,11 +12,36 @@ from s2vdata.csvtext import to_csv
 from s2vdata.storage import Location
 
 COLUMNS = [
-    "clip_id", "target", "source_id", "origin", "start_s", "duration_s", "frames", "fps",
-    "sample_rate", "size", "shard", "key", "split", "sha256", "license", "webpage_url", "group_id",
+    "clip_id",
+    "target",
+    "source_id",
+    "origin",
+    "start_s",
+    "duration_s",
+    "frames",
+    "fps",
+    "sample_rate",
+    "size",
+    "shard",
+    "key",
+    "split",
+    "sha256",
+    "license",
+    "webpage_url",
+    "group_id",
 ]
 # score columns, in this order, after COLUMNS (measure_window may add more: they follow, sorted)
-SCORE_COLUMNS = ["audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio", "decode_errors", "audio_gap_ms"]
+SCORE_COLUMNS = [
+    "audio_db",
+    "motion",
+    "scene_cut",
+    "camera_shift",
+    "av_sync",
+    "av_lag_frames",
+    "unrelated_audio",
+    "decode_errors",
+    "audio_gap_ms",
+]
 REJECT_COLUMNS = ["source_id", "origin", "start_s", "check", "value", "threshold", "reason"]
 
 
@@ -55,9 +80,22 @@ def read_manifest(path: Location | Path | str) -> pd.DataFrame:
     except OSError as e:
         raise ValueError(f"{path}: cannot read it as a manifest ({e.strerror or e})") from e
     try:
-        df = pd.read_csv(io.BytesIO(data), dtype={"clip_id": str, "source_id": str, "key": str, "shard": str, "split": str,
-                                  "sha256": str, "license": str, "webpage_url": str, "origin": str, "group_id": str},
-                         keep_default_na=False)
+        df = pd.read_csv(
+            io.BytesIO(data),
+            dtype={
+                "clip_id": str,
+                "source_id": str,
+                "key": str,
+                "shard": str,
+                "split": str,
+                "sha256": str,
+                "license": str,
+                "webpage_url": str,
+                "origin": str,
+                "group_id": str,
+            },
+            keep_default_na=False,
+        )
     except (ValueError, UnicodeDecodeError) as e:  # pandas' parser errors are ValueErrors
         raise ValueError(f"{path}: not an s2v manifest ({str(e).splitlines()[0]})") from e
     missing = [c for c in ("clip_id", "shard", "key", "split", "sha256") if c not in df.columns]

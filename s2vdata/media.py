@@ -130,8 +130,11 @@ def probe(path: Path | str) -> dict:
             rate = v.average_rate or v.guessed_rate or v.base_rate
             info.update(width=w, height=h, rotation=rot, fps=float(rate) if rate else None, video_start_s=_stream_start(v))
         if a is not None:
-            info.update(audio_rate=a.codec_context.sample_rate or a.rate, audio_channels=a.codec_context.channels,
-                        audio_start_s=_stream_start(a))
+            info.update(
+                audio_rate=a.codec_context.sample_rate or a.rate,
+                audio_channels=a.codec_context.channels,
+                audio_start_s=_stream_start(a),
+            )
         if v is None and a is None:
             raise MediaError(path, "no video or audio stream")
     return info
@@ -324,7 +327,9 @@ class _AudioCursor:
         self._chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample index, samples)
         self._end = 0  # one past the last resampled sample
         self._eof = False
-        self.gaps: list[tuple[float, float]] = []  # (time s, seconds of silence inserted; negative: overlap dropped)
+        self.gaps: collections.deque[tuple[float, float]] = (
+            collections.deque()
+        )  # (time s, seconds of silence inserted; negative: overlap dropped)
         # the resampler's run: it started at sample _seg_out0 on the output timeline and at time _seg_t0 of
         # the input; _seg_in input samples went into it (silence included), _seg_out samples came out
         self._resampler: av.AudioResampler | None = None
@@ -446,24 +451,24 @@ class _AudioCursor:
                 break
             lo, hi = max(start, n0), min(start + data.size, n0 + count)
             if hi > lo:
-                out[lo - n0:hi - n0] = data[lo - start:hi - start]
+                out[lo - n0 : hi - n0] = data[lo - start : hi - start]
         return out
 
     def close(self) -> None:
         self.container.close()
 
 
-def _audio_frame_like(frame: av.AudioFrame, data: np.ndarray | None, *, samples: int = 0, skip: int = 0,
-                      pts_time: float) -> av.AudioFrame:
-    """Returns a frame in `frame`'s format: `samples` of silence (data None), or `data` (its to_ndarray) without its first `skip` samples."""
+def _audio_frame_like(
+    frame: av.AudioFrame, data: np.ndarray | None, *, samples: int = 0, skip: int = 0, pts_time: float
+) -> av.AudioFrame:
+    """Returns a frame in `frame`'s format: `samples` of silence (data None), or `data` without its first `skip` samples."""
     fmt, channels = frame.format, len(frame.layout.channels)
     if data is None:
         dtype = np.dtype(_SAMPLE_DTYPES[fmt.name.rstrip("p")])
         # unsigned 8-bit sound is silent at its midpoint
-        data = np.full((channels, samples) if fmt.is_planar else (1, samples * channels),
-                       128 if dtype == np.uint8 else 0, dtype)
+        data = np.full((channels, samples) if fmt.is_planar else (1, samples * channels), 128 if dtype == np.uint8 else 0, dtype)
     elif skip:
-        data = data[:, skip:] if fmt.is_planar else data[:, skip * channels:]
+        data = data[:, skip:] if fmt.is_planar else data[:, skip * channels :]
     out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt.name, layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
     if frame.time_base is not None:
@@ -518,8 +523,19 @@ class GridReader:
 
     @property
     def audio_gaps(self) -> list[tuple[float, float]]:
-        """Returns the holes and overlaps met so far in the audio timestamps: (time s, seconds; negative for an overlap)."""
+        """Returns the holes and overlaps met (and not forgotten) in the audio: (time s, seconds; negative: an overlap)."""
         return list(self.audio.gaps)
+
+    def audio_gap_seconds(self, t0: float, t1: float) -> float:
+        """Returns the seconds of sound missing or repeated at times in [t0, t1); what lies before t0 is forgotten.
+
+        Windows are asked for in order of their start, so the list stays as
+        short as the gaps of one window, however long the source.
+        """
+        gaps = self.audio.gaps
+        while gaps and gaps[0][0] < t0:
+            gaps.popleft()
+        return sum(abs(d) for t, d in gaps if t < t1)
 
     @property
     def error_times(self) -> list[float]:
@@ -554,7 +570,8 @@ class GridReader:
 # ----------------------------------------------------------------------------- encode
 
 
-def _video_stream(container, *, codec: str, fps: float, width: int, height: int, crf: int, threads: int):
+def _video_stream(container, *, codec: str, fps: float, width: int, height: int, quality: int, threads: int):
+    """Returns a new video stream; `quality` is x264's constant quantiser (libvpx's CRF level): lower is better."""
     rate = Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height = width, height
@@ -562,9 +579,9 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     if codec == "libx264":
         # a constant quantiser, not CRF: CRF's macroblock-tree lookahead (in its AVX-512 code)
         # gave other bytes for the same pictures from one call to the next
-        stream.options = {"qp": str(crf), "preset": "veryfast"}
+        stream.options = {"qp": str(quality), "preset": "veryfast"}
     elif codec in ("libvpx", "libvpx-vp9"):
-        stream.options = {"crf": str(max(crf, 4)), "b": "0"}
+        stream.options = {"crf": str(max(quality, 4)), "b": "0"}
     else:
         stream.bit_rate = 4_000_000
     if threads:
@@ -585,8 +602,11 @@ def _yuv_frame(img: np.ndarray) -> av.VideoFrame:
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
     i420 = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420).reshape(-1)
     frame = av.VideoFrame(w, h, "yuv420p")
-    planes = (i420[: w * h].reshape(h, w), i420[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
-              i420[w * h * 5 // 4:].reshape(h // 2, w // 2))
+    planes = (
+        i420[: w * h].reshape(h, w),
+        i420[w * h : w * h * 5 // 4].reshape(h // 2, w // 2),
+        i420[w * h * 5 // 4 :].reshape(h // 2, w // 2),
+    )
     for plane, data in zip(frame.planes, planes):
         pad = plane.line_size - data.shape[1]
         padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
@@ -609,7 +629,7 @@ def write_video(
     *,
     fps: float,
     sample_rate: int = 44_100,
-    crf: int = 18,
+    quality: int = 18,
     vcodec: str | None = None,
     acodec: str | None = None,
     frame_times: Iterable[float] | None = None,
@@ -637,7 +657,9 @@ def write_video(
     tmp = path.with_name(f".{path.name}.partial{ext}")
     container = av.open(str(tmp), "w", options=options)
     try:
-        vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], crf=crf, threads=threads)
+        vs = _video_stream(
+            container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], quality=quality, threads=threads
+        )
         time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else 1 / Fraction(fps).limit_denominator(1001)
         vs.time_base = time_base
         vs.codec_context.time_base = time_base
@@ -691,7 +713,7 @@ def _encode_audio(container, stream, a: np.ndarray, *, start_s: float) -> None:
     pts0 = round(start_s * rate)
     planar = fmt.endswith("p")
     for i in range(0, len(a), frame_size):
-        chunk = a[i:i + frame_size]
+        chunk = a[i : i + frame_size]
         if len(chunk) < frame_size and stream.codec_context.frame_size:
             chunk = np.concatenate([chunk, np.zeros((frame_size - len(chunk), a.shape[1]), np.float32)])
         data = chunk.T if planar else chunk.reshape(1, -1)
@@ -722,14 +744,18 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP)
     """
     frames = np.asarray(frames)
     if frames.shape != (clip.frames, clip.size, clip.size, 3) or frames.dtype != np.uint8:
-        raise ValueError(f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}"
+        )
     if np.shape(audio) != (clip.samples,):
         raise ValueError(f"clip audio must be ({clip.samples},), got {np.shape(audio)}")
     with tempfile.TemporaryDirectory(prefix="s2v-clip-") as tmp:
         out = Path(tmp) / "clip.mp4"
         container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
         try:
-            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.qp, threads=1)
+            vs = _video_stream(
+                container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, quality=clip.qp, threads=1
+            )
             vs.codec_context.flags |= av.codec.context.Flags.bitexact
             tb = Fraction(1, clip.fps)
             vs.time_base = tb

@@ -21,8 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 def progress(console: Console, *, unit: str = "items"):
     """Returns a progress display for `console`: rich's bar on a terminal, plain lines otherwise."""
     if console.is_terminal:
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False)
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
     return PlainProgress(console, unit=unit)
 
 
@@ -56,8 +65,16 @@ class PlainProgress:
         self.tasks[task_id] = _Task(description, total, info)
         return task_id
 
-    def update(self, task_id: int, *, advance: float | None = None, completed: float | None = None,
-               total: float | None = None, info: str | None = None, **_) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        advance: float | None = None,
+        completed: float | None = None,
+        total: float | None = None,
+        info: str | None = None,
+        **_,
+    ) -> None:
         task = self.tasks[task_id]
         if total is not None:
             task.total = total
@@ -68,7 +85,8 @@ class PlainProgress:
         if info is not None:
             task.info = info
         now = time.monotonic()
-        if now - self._last >= self.every_s:
+        # a line says what got done: an update that only sets the total or the info waits for the next
+        if (advance or completed is not None) and now - self._last >= self.every_s:
             self._last = now
             self._print(task_id)
 

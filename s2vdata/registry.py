@@ -13,9 +13,23 @@ from s2vdata.csvtext import to_csv
 from s2vdata.storage import Location
 
 COLUMNS = [
-    "source_id", "target", "origin", "path", "sha256", "status", "reason",
-    "duration_s", "width", "height", "fps", "audio_rate", "added_at",
-    "title", "uploader", "license", "webpage_url",
+    "source_id",
+    "target",
+    "origin",
+    "path",
+    "sha256",
+    "status",
+    "reason",
+    "duration_s",
+    "width",
+    "height",
+    "fps",
+    "audio_rate",
+    "added_at",
+    "title",
+    "uploader",
+    "license",
+    "webpage_url",
 ]
 
 # what every reader of the registry needs

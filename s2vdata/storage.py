@@ -301,8 +301,9 @@ def _make_filesystem(protocol: str, options: dict):
     try:
         cls = fsspec.get_filesystem_class(protocol)
     except ValueError as e:
-        raise StorageError(f"{protocol}:// is not a storage scheme s2v knows: use a local path, s3://bucket/prefix or "
-                           "gs://bucket/prefix") from e
+        raise StorageError(
+            f"{protocol}:// is not a storage scheme s2v knows: use a local path, s3://bucket/prefix or gs://bucket/prefix"
+        ) from e
     except ImportError as e:
         extra = _EXTRAS.get(protocol)
         hint = f"pip install 's2v[{extra}]'" if extra else f"install the fsspec backend for {protocol}://"

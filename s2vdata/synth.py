@@ -233,7 +233,9 @@ def camera_path(*, kind: str, strength: float, geo: Geometry, rng: np.random.Gen
     return path
 
 
-def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator) -> Callable[[], Iterator[np.ndarray]]:
+def _camera(
+    plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator
+) -> Callable[[], Iterator[np.ndarray]]:
     """Returns a frame factory that films the world through a moving camera (pan, zoom or shake)."""
     path = camera_path(kind=kind, strength=strength, geo=geo, rng=rng)
     m, w, h = geo.margin, geo.width, geo.height
@@ -249,7 +251,11 @@ def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: 
 
 def _unrelated_onsets(rng: np.random.Generator, *, onsets: list[int], share: float, sample_rate: int, n: int) -> list[int]:
     """Returns the onsets with `share` of them moved to random times away (>= 0.3 s) from every visual event."""
-    moved = set(rng.choice(len(onsets), size=int(round(np.clip(share, 0, 1) * len(onsets))), replace=False).tolist()) if onsets else set()
+    moved = (
+        set(rng.choice(len(onsets), size=int(round(np.clip(share, 0, 1) * len(onsets))), replace=False).tolist())
+        if onsets
+        else set()
+    )
     keep_away = int(0.3 * sample_rate)
     out = list(onsets)
     for j in sorted(moved):
@@ -299,7 +305,15 @@ def synth_sources(
             fps = FRAME_RATES[int(pick.integers(0, len(FRAME_RATES)))]
             rate = SAMPLE_RATES[int(pick.integers(0, len(SAMPLE_RATES)))]
             scene = render(
-                target, seed=(seed, i), seconds=seconds, fps=fps, sample_rate=rate, width=width, height=height, defect=defect, strength=strength
+                target,
+                seed=(seed, i),
+                seconds=seconds,
+                fps=fps,
+                sample_rate=rate,
+                width=width,
+                height=height,
+                defect=defect,
+                strength=strength,
             )
             tag = f"-{defect}" if defect else ""
             path = work / f"synth-{target}{tag}-{seed}-{i:04d}.mp4"

@@ -34,8 +34,9 @@ def check_clip(parts: dict[str, bytes], row: dict, *, clip: ClipSpec = CLIP) -> 
     return None
 
 
-def verify_manifest(manifest: Location | Path | str, *, on_clip: Callable[[], None] | None = None,
-                    on_total: Callable[[int], None] | None = None) -> tuple[list[tuple[str, str]], int]:
+def verify_manifest(
+    manifest: Location | Path | str, *, on_clip: Callable[[], None] | None = None, on_total: Callable[[int], None] | None = None
+) -> tuple[list[tuple[str, str]], int]:
     """Returns ([(clip_id, problem)], clips checked) for every row of a manifest.
 
     A shard that is missing or damaged (its tar unreadable at any point) is

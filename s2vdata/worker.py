@@ -46,8 +46,12 @@ FINGERPRINT_SLOTS = 300  # near-duplicates are told apart by their first 10 s
 
 def measure_key(settings: BuildSettings) -> dict:
     """Returns what the stored measures depend on: if any of it changes, windows are measured again."""
-    return {"stride_slots": stride_slots(settings), "clip": asdict(settings.clip), "checks": checks.VERSION,
-            "decode": DECODE_VERSION}
+    return {
+        "stride_slots": stride_slots(settings),
+        "clip": asdict(settings.clip),
+        "checks": checks.VERSION,
+        "decode": DECODE_VERSION,
+    }
 
 
 def clip_key(source_id: str, start_slot: int) -> str:
@@ -66,14 +70,22 @@ def part_path(job: SourceJob) -> Location:
 
 
 def read_sidecar(path: Location) -> dict | None:
-    """Returns a sidecar, or None if there is none or it cannot be read (it is then measured again)."""
+    """Returns a sidecar without its windows' curves (only the report draws them), or None if there is none or it
+    cannot be read (it is then measured again)."""
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(path.read_bytes(), object_hook=_without_curves)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("%s: unreadable sidecar, measuring again: %s", path, e)
         return None
+
+
+def _without_curves(d: dict) -> dict:
+    # a window's curves are dropped as soon as it is parsed: a 2-hour source's sidecar never sits in memory whole
+    if "curves" in d and "scores" in d:
+        del d["curves"]
+    return d
 
 
 def process_source(job: SourceJob) -> SourceOutcome:
@@ -94,11 +106,14 @@ def process_source(job: SourceJob) -> SourceOutcome:
         rejected = (sidecar.get("rejected") or {}).get("check", "")
         kept = [] if rejected else select(windows, judge(windows, job.target), source_id=job.source_id, settings=job.settings)
         if kept:
-            cut += _complete_part(job, {clip_key(job.source_id, windows[i]["start_slot"]): windows[i]["start_slot"] for i in kept})
+            cut += _complete_part(
+                job, {clip_key(job.source_id, windows[i]["start_slot"]): windows[i]["start_slot"] for i in kept}
+            )
     except ReadError as e:
         return failed(job, f"{e.reason}: the next build tries again")
-    return SourceOutcome(job.source_id, "done", windows=len(windows), kept=len(kept), cut=cut, rejected=rejected,
-                         seconds=time.perf_counter() - t0)
+    return SourceOutcome(
+        job.source_id, "done", windows=len(windows), kept=len(kept), cut=cut, rejected=rejected, seconds=time.perf_counter() - t0
+    )
 
 
 # ----------------------------------------------------------------------------- measure (the first pass)
@@ -106,8 +121,13 @@ def process_source(job: SourceJob) -> SourceOutcome:
 
 def _rejection(job: SourceJob, *, check: str, value, threshold, reason: str, facts: dict | None = None) -> dict:
     """Returns the sidecar of a source rejected as a whole."""
-    return {"source_id": job.source_id, "key": measure_key(job.settings), "facts": facts or {},
-            "rejected": {"check": check, "value": value, "threshold": threshold, "reason": reason}, "windows": []}
+    return {
+        "source_id": job.source_id,
+        "key": measure_key(job.settings),
+        "facts": facts or {},
+        "rejected": {"check": check, "value": value, "threshold": threshold, "reason": reason},
+        "windows": [],
+    }
 
 
 def _preflight(job: SourceJob, source: Path) -> tuple[dict, dict | None]:
@@ -118,15 +138,33 @@ def _preflight(job: SourceJob, source: Path) -> tuple[dict, dict | None]:
     except MediaError as e:
         return {}, _rejection(job, check="decode", value="", threshold="", reason=f"unreadable: {e.reason}")
     if not facts["has_video"]:
-        return facts, _rejection(job, check="streams", value="no video", threshold="video+audio", facts=facts,
-                                 reason="no video stream: only a video with sound can be cut into clips")
+        return facts, _rejection(
+            job,
+            check="streams",
+            value="no video",
+            threshold="video+audio",
+            facts=facts,
+            reason="no video stream: only a video with sound can be cut into clips",
+        )
     if not facts["has_audio"]:
-        return facts, _rejection(job, check="streams", value="no audio", threshold="video+audio", facts=facts,
-                                 reason="no audio stream: the sound conditions need one; drop it or re-fetch with audio")
+        return facts, _rejection(
+            job,
+            check="streams",
+            value="no audio",
+            threshold="video+audio",
+            facts=facts,
+            reason="no audio stream: the sound conditions need one; drop it or re-fetch with audio",
+        )
     short = min(facts["width"], facts["height"])
     if short < clip.size:
-        return facts, _rejection(job, check="size", value=short, threshold=clip.size, facts=facts,
-                                 reason=f"short side {short} px < {clip.size} px: clips are never upscaled")
+        return facts, _rejection(
+            job,
+            check="size",
+            value=short,
+            threshold=clip.size,
+            facts=facts,
+            reason=f"short side {short} px < {clip.size} px: clips are never upscaled",
+        )
     return facts, None
 
 
@@ -163,8 +201,13 @@ def _measure_file(job: SourceJob, source: Path) -> tuple[dict, int]:
                     out.add(window, sheet=_sheet(frames))
                     light.append({k: window[k] for k in ("start_slot", "start_s", "scores")})
                 notes.update(end_slot=fingerprint.end_slot, decode_error=reader.error, fingerprint=fingerprint.result())
-            sidecar = {"source_id": job.source_id, "key": measure_key(job.settings), "facts": facts, "notes": notes,
-                       "rejected": None if light else _too_short(notes, job.settings)}
+            sidecar = {
+                "source_id": job.source_id,
+                "key": measure_key(job.settings),
+                "facts": facts,
+                "notes": notes,
+                "rejected": None if light else _too_short(notes, job.settings),
+            }
             out.finish(sidecar)
             cut = sink.count
     except MediaError as e:
@@ -181,10 +224,18 @@ def _too_short(notes: dict, settings: BuildSettings) -> dict:
     clip = settings.clip
     usable = max(0, notes["end_slot"] - notes["first_slot"]) / clip.fps
     if notes.get("decode_error"):
-        return {"check": "decode", "value": round(usable, 3), "threshold": clip.seconds,
-                "reason": f"{notes['decode_error']} before a whole window was read"}
-    return {"check": "duration", "value": round(usable, 3), "threshold": clip.seconds,
-            "reason": f"only {usable:.2f} s with both picture and sound: a clip needs {clip.seconds:g} s"}
+        return {
+            "check": "decode",
+            "value": round(usable, 3),
+            "threshold": clip.seconds,
+            "reason": f"{notes['decode_error']} before a whole window was read",
+        }
+    return {
+        "check": "duration",
+        "value": round(usable, 3),
+        "threshold": clip.seconds,
+        "reason": f"only {usable:.2f} s with both picture and sound: a clip needs {clip.seconds:g} s",
+    }
 
 
 def _measure_window(reader: GridReader, *, start: int, frames: np.ndarray, audio: np.ndarray, settings: BuildSettings) -> dict:
@@ -194,12 +245,13 @@ def _measure_window(reader: GridReader, *, start: int, frames: np.ndarray, audio
     t0, t1 = start / clip.fps, (start + clip.frames) / clip.fps
     # a skipped packet damages what follows it until the next keyframe: look back a little
     m["scores"]["decode_errors"] = float(sum(t0 - 1.0 <= t < t1 for t in reader.error_times))
-    m["scores"]["audio_gap_ms"] = 1000.0 * sum(abs(d) for t, d in reader.audio_gaps if t0 <= t < t1)
+    m["scores"]["audio_gap_ms"] = 1000.0 * reader.audio_gap_seconds(t0, t1)
     return {"start_slot": start, "start_s": start / clip.fps, **m}
 
 
-def _windows(slots: Iterator[Slot], settings: BuildSettings, *, only: set[int] | None = None
-             ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _windows(
+    slots: Iterator[Slot], settings: BuildSettings, *, only: set[int] | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yields (start slot, frames, audio) of every whole window in a stream of slots, as its last slot arrives.
 
     Windows start every stride from the first slot (overlapping strides fill
@@ -227,7 +279,7 @@ def _windows(slots: Iterator[Slot], settings: BuildSettings, *, only: set[int] |
             frames, audio = filling[start]
             i = k - start
             frames[i] = slot.frame
-            audio[i * spf:(i + 1) * spf] = slot.audio
+            audio[i * spf : (i + 1) * spf] = slot.audio
             if i == n - 1:
                 yield start, frames, audio
                 spare.append(filling.pop(start))
@@ -304,7 +356,9 @@ class _SidecarWriter:
 
 def _sheet(frames: np.ndarray) -> np.ndarray:
     """Returns a contact sheet of the paper's Figure 2 frames (every 20), small, side by side."""
-    tiles = [cv2.resize(frames[i], (SHEET_SIZE, SHEET_SIZE), interpolation=cv2.INTER_AREA) for i in SHEET_FRAMES if i < len(frames)]
+    tiles = [
+        cv2.resize(frames[i], (SHEET_SIZE, SHEET_SIZE), interpolation=cv2.INTER_AREA) for i in SHEET_FRAMES if i < len(frames)
+    ]
     return np.concatenate(tiles, axis=1)
 
 

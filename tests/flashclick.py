@@ -51,8 +51,9 @@ def make_source(
     times = frame_times(fps=fps, seconds=seconds, start=video_start, vfr_seed=vfr_seed)
     rng = np.random.default_rng(seed)
     lo = max(video_start, audio_start) + 0.3
-    candidates = [t for t in times if lo < t < min(video_start, audio_start) + seconds - 0.3
-                  and not (avoid and avoid[0] <= t < avoid[1])]
+    candidates = [
+        t for t in times if lo < t < min(video_start, audio_start) + seconds - 0.3 and not (avoid and avoid[0] <= t < avoid[1])
+    ]
     events: list[float] = []
     for t in rng.permutation(candidates) if n_flashes else []:
         # apart by 0.3 s at least: each event is told apart from the next
@@ -69,11 +70,11 @@ def make_source(
             img = np.full((h, w, 3), 60, np.uint8)
             if not still:
                 x = int((i * 7) % max(1, w - 40))
-                img[h // 3: h // 3 + 30, x:x + 40] = 120
+                img[h // 3 : h // 3 + 30, x : x + 40] = 120
             # a flash stays up for at least one grid slot (1/30 s), so every frame rate shows it
             if np.any((ev <= t + 1e-9) & (t < ev + 1 / 30 - 1e-9)):
                 img[:] = 250
-                img[h // 2 - 12:h // 2 + 12, w // 4 - 15:w // 4 + 15] = (255, 0, 0)
+                img[h // 2 - 12 : h // 2 + 12, w // 4 - 15 : w // 4 + 15] = (255, 0, 0)
             yield img
 
     track = None
@@ -85,14 +86,24 @@ def make_source(
         else:
             for t in events:
                 j = round((t - audio_start) * sample_rate)
-                track[j:j + int(0.01 * sample_rate)] = 0.8
+                track[j : j + int(0.01 * sample_rate)] = 0.8
     if track is not None and channels > 1:
         # the clicks on the centre channel only (5.1: FL FR FC LFE BL BR), the rest a faint hiss
         multi = np.repeat(track[:, None] * 0.05, channels, axis=1)
         multi[:, 2 if channels >= 3 else 0] = track
         track = multi
-    write_video(path, frames(), track, fps=fps or 30.0, sample_rate=sample_rate, frame_times=times if vfr_seed is not None else None,
-                video_start_s=video_start, audio_start_s=audio_start, rotation=rotation, acodec=acodec)
+    write_video(
+        path,
+        frames(),
+        track,
+        fps=fps or 30.0,
+        sample_rate=sample_rate,
+        frame_times=times if vfr_seed is not None else None,
+        video_start_s=video_start,
+        audio_start_s=audio_start,
+        rotation=rotation,
+        acodec=acodec,
+    )
     return events
 
 
@@ -123,7 +134,7 @@ def lenient_targets(tmp: Path) -> Path:
 
     from s2vdata.targets import Target
 
-    lines = ['[targets.lenient]', 'base = "hand"']
+    lines = ["[targets.lenient]", 'base = "hand"']
     for f in fields(Target):
         if f.name.endswith("_max") or f.name.endswith("_max_frames"):
             lines.append(f"{f.name} = {1_000_000 if f.type in ('int', int) or 'frames' in f.name else 1e9}")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flashclick import click_slots, flash_slots, lenient_targets, make_source, marker_position, remux_with_gap
 from s2vdata.build import build
 from s2vdata.config import CLIP, BuildSettings
 from s2vdata.ingest import ingest_paths
@@ -16,6 +14,8 @@ from s2vdata.manifest import read_manifest
 from s2vdata.media import decode_clip_audio, decode_clip_video
 from s2vdata.shards import read_shard
 from s2vdata.targets import get_target
+
+from flashclick import click_slots, flash_slots, lenient_targets, make_source, marker_position, remux_with_gap
 
 CASES = {
     "30fps-44k-mp4": dict(fps=30.0, sample_rate=44_100, ext="mp4"),
@@ -155,7 +155,9 @@ def _first_slots(slots: list[int]) -> list[int]:
     return [s for i, s in enumerate(slots) if i == 0 or slots[i - 1] != s - 1]
 
 
-@pytest.mark.parametrize("name,expected", [("30fps-44k-mp4", (0.17, 0.5)), ("rot90-mp4", (0.5, 0.83)), ("rot270-mov", (0.5, 0.17))])
+@pytest.mark.parametrize(
+    "name,expected", [("30fps-44k-mp4", (0.17, 0.5)), ("rot90-mp4", (0.5, 0.83)), ("rot270-mov", (0.5, 0.17))]
+)
 def test_rotation_is_applied_as_a_player_shows_it(built, name, expected):
     origin = next(o for o, (n, *_) in built["events"].items() if n == name)
     row = built["df"][built["df"]["origin"] == origin].iloc[0]

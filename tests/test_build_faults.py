@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from flashclick import lenient_targets, make_source
 from s2vdata.build import build
 from s2vdata.cli import app
 from s2vdata.config import BuildSettings
@@ -24,6 +23,8 @@ from s2vdata.media import write_video
 from s2vdata.registry import Registry
 from s2vdata.targets import get_target
 from s2vdata.windows import split_of
+
+from flashclick import lenient_targets, make_source
 
 runner = CliRunner()
 
@@ -108,7 +109,8 @@ def _setup(tmp_path: Path, n: int) -> tuple[list[dict], Path]:
 
 
 def test_a_read_error_fails_the_source_for_this_build_only(tmp_path):
-    """An OS error while reading (EIO from the kernel) is not the decoder's verdict: nothing is stored, the next build reads the file."""
+    """An OS error while reading (EIO from the kernel) is not the decoder's verdict: nothing is stored, the next build
+    reads the file."""
     rows, targets = _setup(tmp_path, 2)
     target = get_target("lenient", targets)
     victim = tmp_path / "data" / rows[0]["path"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashclick import make_source, remux_with_gap
 from s2vdata.config import CLIP
 from s2vdata.media import GridReader
+
+from flashclick import make_source, remux_with_gap
 
 
 @pytest.mark.parametrize("rate,ext", [(22_050, "mkv"), (44_100, "mp4"), (48_000, "mp4"), (48_000, "webm")])
@@ -28,8 +29,9 @@ def test_the_audio_buffer_stays_bounded_over_a_long_source(tmp_path, rate, ext):
 
 def test_a_long_hole_is_silence_and_costs_no_memory(tmp_path):
     clean, path = tmp_path / "clean.mkv", tmp_path / "hole.mkv"
-    events = make_source(clean, fps=30.0, sample_rate=48_000, seconds=12.0, avoid=(3.0, 9.5), n_flashes=6, seed=4,
-                         acodec="pcm_s16le")
+    events = make_source(
+        clean, fps=30.0, sample_rate=48_000, seconds=12.0, avoid=(3.0, 9.5), n_flashes=6, seed=4, acodec="pcm_s16le"
+    )
     remux_with_gap(clean, path, at_s=3.0, drop_s=6.0)
     most, audio = 0, []
     with GridReader(path) as reader:
@@ -41,7 +43,7 @@ def test_a_long_hole_is_silence_and_costs_no_memory(tmp_path):
     assert most <= CLIP.samples_per_frame + 4096, most
     assert len(gaps) == 1 and gaps[0][1] == pytest.approx(6.0, abs=0.03)
     t0, t1 = gaps[0][0], gaps[0][0] + gaps[0][1]
-    hole = audio[round(t0 * CLIP.sample_rate) + 50:round(t1 * CLIP.sample_rate) - 50]
+    hole = audio[round(t0 * CLIP.sample_rate) + 50 : round(t1 * CLIP.sample_rate) - 50]
     assert np.abs(hole).max() == 0.0
     # the clicks after the hole at their own time (the stream keeps milliseconds: within 1 ms)
     loud = np.flatnonzero(np.abs(audio) > 0.4)

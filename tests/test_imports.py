@@ -17,8 +17,10 @@ def test_the_import_contracts_hold():
 
 
 def test_a_data_worker_starts_without_torch():
-    code = ("import sys; import s2vdata.cli, s2vdata.build, s2vdata.worker, s2vdata.clips, s2vdata.checks; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; import s2vdata.cli, s2vdata.build, s2vdata.worker, s2vdata.clips, s2vdata.checks; "
+        "print('torch' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"

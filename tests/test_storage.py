@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flashclick import lenient_targets, make_source
 from s2vdata.cli import app
+
+from flashclick import lenient_targets, make_source
 from s3server import make_bucket, s3_server
 
 runner = CliRunner()
@@ -85,8 +86,17 @@ def _clip_hashes(manifest_text: str) -> dict[str, str]:
 
 
 def _ingest(sources: Path, bucket: str) -> None:
-    res = run("ingest", str(sources / "src"), "--target", "lenient", "--targets", "targets.toml",
-              "--data", f"s3://{bucket}/data", cwd=sources)
+    res = run(
+        "ingest",
+        str(sources / "src"),
+        "--target",
+        "lenient",
+        "--targets",
+        "targets.toml",
+        "--data",
+        f"s3://{bucket}/data",
+        cwd=sources,
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -95,14 +105,29 @@ def test_a_build_in_a_bucket_equals_a_local_build(s3, sources, local_build):
     _ingest(sources, "one")
     fs = _fs()
     assert len(fs.glob("one/data/sources/*.mp4")) == 4 and fs.exists("one/data/sources.csv")
-    res = run("build", "--target", "lenient", "--targets", "targets.toml", "--jobs", "2",
-              "--data", "s3://one/data", "--manifests", "s3://one/manifests", cwd=sources)
+    res = run(
+        "build",
+        "--target",
+        "lenient",
+        "--targets",
+        "targets.toml",
+        "--jobs",
+        "2",
+        "--data",
+        "s3://one/data",
+        "--manifests",
+        "s3://one/manifests",
+        cwd=sources,
+    )
     assert res.exit_code == 0, res.output
     assert not (sources / "s3:").exists() and not (sources / "data").exists(), "nothing lands in a local folder"
     remote = fs.cat_file("one/manifests/lenient.csv").decode()
     local = (local_build / "manifests" / "lenient.csv").read_text()
     assert remote == local  # origins, shard paths relative to the manifest, splits, scores, clip hashes: all the same
-    assert fs.cat_file("one/manifests/lenient.rejects.csv").decode() == (local_build / "manifests" / "lenient.rejects.csv").read_text()
+    assert (
+        fs.cat_file("one/manifests/lenient.rejects.csv").decode()
+        == (local_build / "manifests" / "lenient.rejects.csv").read_text()
+    )
     # the shards' bytes too
     for shard in sorted(set(pd.read_csv(io.StringIO(remote), dtype=str)["shard"])):
         key = "one/" + os.path.normpath(os.path.join("manifests", shard))
@@ -110,8 +135,18 @@ def test_a_build_in_a_bucket_equals_a_local_build(s3, sources, local_build):
     res = run("verify", "--target", "lenient", "--manifests", "s3://one/manifests", cwd=sources)
     assert res.exit_code == 0 and "0 problems" in res.output, res.output
     # a rebuild redoes nothing
-    res = run("build", "--target", "lenient", "--targets", "targets.toml", "--data", "s3://one/data",
-              "--manifests", "s3://one/manifests", cwd=sources)
+    res = run(
+        "build",
+        "--target",
+        "lenient",
+        "--targets",
+        "targets.toml",
+        "--data",
+        "s3://one/data",
+        "--manifests",
+        "s3://one/manifests",
+        cwd=sources,
+    )
     assert res.exit_code == 0 and "clips cut this run" in res.output
     import json
 
@@ -145,12 +180,24 @@ def test_a_killed_build_in_a_bucket_resumes_to_the_same_result_and_never_shows_a
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    args = ["build", "--target", "lenient", "--targets", "targets.toml", "--jobs", "2",
-            "--data", "s3://two/data", "--manifests", "s3://two/manifests"]
+    args = [
+        "build",
+        "--target",
+        "lenient",
+        "--targets",
+        "targets.toml",
+        "--jobs",
+        "2",
+        "--data",
+        "s3://two/data",
+        "--manifests",
+        "s3://two/manifests",
+    ]
     try:
         for delay in (2.0, 4.0):
-            proc = subprocess.Popen(S2VDATA + args, cwd=sources, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                S2VDATA + args, cwd=sources, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -170,9 +217,27 @@ def test_a_ray_build_against_a_bucket_equals_a_local_build(s3, sources, local_bu
     make_bucket(s3, "three")
     _ingest(sources, "three")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "RAY_USAGE_STATS_ENABLED": "0"}
-    res = subprocess.run(S2VDATA + ["build", "--target", "lenient", "--targets", "targets.toml", "--executor", "ray",
-                                    "--data", "s3://three/data", "--manifests", "s3://three/manifests"],
-                         cwd=sources, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        S2VDATA
+        + [
+            "build",
+            "--target",
+            "lenient",
+            "--targets",
+            "targets.toml",
+            "--executor",
+            "ray",
+            "--data",
+            "s3://three/data",
+            "--manifests",
+            "s3://three/manifests",
+        ],
+        cwd=sources,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert _fs().cat_file("three/manifests/lenient.csv").decode() == (local_build / "manifests" / "lenient.csv").read_text()
 
@@ -192,8 +257,17 @@ def test_storage_options_reach_the_store(s3, sources, tmp_path):
     make_bucket(s3, "four")
     saved = {k: os.environ.pop(k) for k in ("AWS_ENDPOINT_URL",)}
     try:
-        res = run("ingest", str(sources / "src" / "s0.mp4"), "--target", "hand", "--data", "s3://four/data",
-                  "--storage-option", f"client_kwargs.endpoint_url={s3['AWS_ENDPOINT_URL']}", cwd=tmp_path)
+        res = run(
+            "ingest",
+            str(sources / "src" / "s0.mp4"),
+            "--target",
+            "hand",
+            "--data",
+            "s3://four/data",
+            "--storage-option",
+            f"client_kwargs.endpoint_url={s3['AWS_ENDPOINT_URL']}",
+            cwd=tmp_path,
+        )
         assert res.exit_code == 0, res.output
     finally:
         os.environ.update(saved)
