@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fetchserver import FetchServer, make_video
-
 from s2vdata.fetch import FetchOptions, fetch_urls
 from s2vdata.ray_executor import start_ray
 from s2vdata.registry import Registry
+
+from fetchserver import FetchServer, make_video
 
 
 def rows(data) -> list[dict]:
@@ -42,8 +42,9 @@ def rows(data) -> list[dict]:
 def timed_fetch(urls: Path, *, data, executor: str, jobs: int) -> dict:
     """Returns the wall time and counts of one fetch of `urls` into `data`."""
     t0 = time.perf_counter()
-    rep = fetch_urls(urls, data_dir=data, options=FetchOptions(target="hand", jobs=jobs, socket_timeout=10, retries=1),
-                     executor=executor)
+    rep = fetch_urls(
+        urls, data_dir=data, options=FetchOptions(target="hand", jobs=jobs, socket_timeout=10, retries=1), executor=executor
+    )
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "ok": rep.ok, "failed": rep.failed, "urls_per_s": (rep.ok + rep.failed) / wall}
 
@@ -94,12 +95,23 @@ def main() -> None:
             for cm in stack:
                 cm.__exit__(None, None, None)
 
-    result = {"machine": f"{platform.node()} ({os.cpu_count()} cores), load {os.getloadavg()[0]:.1f}",
-              "date": time.strftime("%Y-%m-%d"), "count": args.count, "jobs": args.jobs, "pause_ms": args.pause_ms,
-              "store": "bucket (moto)" if args.bucket else "local folder", "file_bytes": len(video),
-              "local": local, "ray": ray_run, "ray_startup_s": startup, "same_rows": same}
-    print(f"{args.count} URLs of {len(video) / 1e3:.0f} KB into a {result['store']}, --jobs {args.jobs}, "
-          f"pause {args.pause_ms:g} ms per 64 KB; {result['machine']}")
+    result = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores), load {os.getloadavg()[0]:.1f}",
+        "date": time.strftime("%Y-%m-%d"),
+        "count": args.count,
+        "jobs": args.jobs,
+        "pause_ms": args.pause_ms,
+        "store": "bucket (moto)" if args.bucket else "local folder",
+        "file_bytes": len(video),
+        "local": local,
+        "ray": ray_run,
+        "ray_startup_s": startup,
+        "same_rows": same,
+    }
+    print(
+        f"{args.count} URLs of {len(video) / 1e3:.0f} KB into a {result['store']}, --jobs {args.jobs}, "
+        f"pause {args.pause_ms:g} ms per 64 KB; {result['machine']}"
+    )
     print(f"{'':8} {'wall s':>8} {'URLs/s':>8} {'ok':>5} {'failed':>6}")
     for name, r in (("local", local), ("ray", ray_run)):
         print(f"{name:8} {r['wall_s']:8.1f} {r['urls_per_s']:8.1f} {r['ok']:5d} {r['failed']:6d}")

@@ -291,10 +291,10 @@ def fetch(
             rep = fetch_urls(urls_file, data_dir=data_loc, options=options, progress=on_event, executor=executor,
                              ray_address=ray_address)
         except (ValueError, ImportError) as e:
-            raise _fail(str(e), 2)
+            raise _fail(str(e), 2) from e
         except OSError as e:
             # the data folder failed under us (a full disk, a bucket gone): nothing partial is registered
-            raise _fail(f"{data}: {e}; run the same command again once it is writable", 1)
+            raise _fail(f"{data}: {e}; run the same command again once it is writable", 1) from e
     table = Table(title=f"fetch {urls_file} -> {data_loc / 'sources.csv'}")
     table.add_column("outcome")
     table.add_column("count", justify="right")

@@ -339,8 +339,12 @@ def _fetch(task: FetchTask, *, on_bytes: Callable[[int], None]) -> dict:
     scheme = urllib.parse.urlsplit(task.request.url).scheme.lower()
     allowed = {"http", "https"} | ({"file"} if task.options.allow_local_urls else set())
     if scheme not in allowed:
-        log.warning("%s: refused scheme %r in %s: only http and https (file:// with --allow-local-urls)",
-                    task.source_id, scheme, task.request.url)
+        log.warning(
+            "%s: refused scheme %r in %s: only http and https (file:// with --allow-local-urls)",
+            task.source_id,
+            scheme,
+            task.request.url,
+        )
         return failed_row(task, reason="refused scheme")
     # absolute: yt-dlp joins a relative output path onto its "home" path once more
     work = (staging_folder(task.data) / task.source_id).absolute()
@@ -368,8 +372,14 @@ def _attempts(task: FetchTask, *, work: Path, on_bytes: Callable[[int], None]) -
             extraction = any(isinstance(x, (ExtractorError, RequestError, TransportError)) for x in chain(e))
             if not (transient and extraction) or attempt == retries:
                 raise _Failure(reason, one_line(e)) from e
-            log.info("%s: attempt %d of %s failed (%s), trying again: %s", task.source_id, attempt + 1,
-                     task.request.url, reason, one_line(e))
+            log.info(
+                "%s: attempt %d of %s failed (%s), trying again: %s",
+                task.source_id,
+                attempt + 1,
+                task.request.url,
+                reason,
+                one_line(e),
+            )
             time.sleep(task.options.backoff_s * 2**attempt)
     raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 # Registry rewrites are batched: at most every this many finished URLs or seconds, and at the end.
 _FLUSH_ROWS = 200
 _FLUSH_SECONDS = 10.0
+# ...and rewriting takes at most this share of the driver's time: sources.csv is rewritten whole, which takes
+# seconds at 100,000 rows, so a long run spaces its rewrites out instead of spending its time on them
+_WRITE_SHARE = 0.1
 # a Ray fetch task waits on the network: it asks for a sliver of a CPU, so --jobs, not the CPU count, sets how many run
 RAY_TASK_CPUS = 0.01
 
@@ -72,8 +75,15 @@ class FetchReport:
     rows: list[dict] = field(default_factory=list)  # one per source of the file, in file order
 
 
-def fetch_urls(urls_file: Path, *, data_dir: Location | Path | str, options: FetchOptions, progress=None,
-               executor: str = "local", ray_address: str | None = None) -> FetchReport:
+def fetch_urls(
+    urls_file: Path,
+    *,
+    data_dir: Location | Path | str,
+    options: FetchOptions,
+    progress=None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> FetchReport:
     """Returns a FetchReport after downloading every URL of `urls_file` into `data_dir` and registering it.
 
     Each URL (each time range of it, with sections) ends as one row of
@@ -136,23 +146,25 @@ def _check(options: FetchOptions, *, data: Location) -> str | None:
         scheme, _, path = data.url.partition("://")
         bucket = Location(f"{scheme}://{path.split('/', 1)[0]}", options=data.options)
         if not bucket.exists():
-            raise ValueError(f"{bucket}: no such bucket, or no access to it: create it or check the credentials "
-                             "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, --storage-option)")
+            raise ValueError(
+                f"{bucket}: no such bucket, or no access to it: create it or check the credentials "
+                "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, --storage-option)"
+            )
     if not options.cookies:
         return None
     try:
         # read here and sent with every task: a Ray node may not see the driver's file
         return Path(options.cookies).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cookies file {options.cookies} not found or unreadable ({e}): export it from your browser "
-                         "(cookies.txt)") from e
+        raise ValueError(
+            f"cookies file {options.cookies} not found or unreadable ({e}): export it from your browser (cookies.txt)"
+        ) from e
 
 
 def _warn_about_targets(lines: list[UrlLine]) -> None:
     missing = [url for url, target, _ in lines if not target]
     if missing:
-        log.warning("%d URL(s) have no target (first: %s): give one after the URL or pass --target",
-                    len(missing), missing[0])
+        log.warning("%d URL(s) have no target (first: %s): give one after the URL or pass --target", len(missing), missing[0])
     # a typo in a target is not fatal (the file still lands), but no `build --target` would pick it up
     try:
         known = set(load_targets())
@@ -161,8 +173,13 @@ def _warn_about_targets(lines: list[UrlLine]) -> None:
         return
     unknown = collections.Counter(target for _, target, _ in lines if target and target not in known)
     for name, n in unknown.items():
-        log.warning("target %r (%d URL(s)) is not a known preset (%s): `build --target %s` needs one "
-                    "(add it with a targets TOML file)", name, n, ", ".join(sorted(known)), name)
+        log.warning(
+            "target %r (%d URL(s)) is not a known preset (%s): `build --target %s` needs one (add it with a targets TOML file)",
+            name,
+            n,
+            ", ".join(sorted(known)),
+            name,
+        )
 
 
 def _remove_partials(data: Location) -> None:
@@ -187,8 +204,9 @@ def _remove_empty_staging(data: Location) -> None:
 # --------------------------------------------------------------------------- the plan
 
 
-def _plan(requests: Iterable[Request], *, data: Location, options: FetchOptions, cookies: str | None,
-          ledger: _Ledger) -> Iterator[FetchTask]:
+def _plan(
+    requests: Iterable[Request], *, data: Location, options: FetchOptions, cookies: str | None, ledger: _Ledger
+) -> Iterator[FetchTask]:
     """Yields a task for every request that needs a download; settles the others in the ledger on the way.
 
     Lazily: a request's id is found only when the runner asks for the next task (matching a URL against
@@ -269,8 +287,7 @@ def _download_in_threads(tasks: Iterator[FetchTask], *, jobs: int, ledger: _Ledg
         close_sessions()
 
 
-def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str | None, data: Location,
-                     ledger: _Ledger) -> None:
+def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str | None, data: Location, ledger: _Ledger) -> None:
     """Runs the tasks on a Ray cluster, spread over its nodes, about `jobs` at once per node; settles each as it ends.
 
     A task whose worker dies is retried by Ray, then settled failed (`worker lost`); Ctrl-C cancels the
@@ -287,8 +304,13 @@ def _download_on_ray(tasks: Iterator[FetchTask], *, jobs: int, ray_address: str 
     try:
         # each node downloads from its own address: the in-flight cap is per node, SPREAD deals tasks out evenly
         nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-        results = run_ray(itertools.chain([first], tasks), run=download, lost=lost, max_in_flight=jobs * nodes,
-                          task_options={"num_cpus": RAY_TASK_CPUS, "scheduling_strategy": "SPREAD"})
+        results = run_ray(
+            itertools.chain([first], tasks),
+            run=download,
+            lost=lost,
+            max_in_flight=jobs * nodes,
+            task_options={"num_cpus": RAY_TASK_CPUS, "scheduling_strategy": "SPREAD"},
+        )
         with contextlib.closing(results):
             for fetched in results:
                 ledger.add_bytes(fetched.bytes)
@@ -303,8 +325,12 @@ def _seen_by_driver(fetched: Fetched, *, data: Location) -> Fetched:
     row = fetched.row
     if data.is_local and row is not None and row["status"] == "ok" and not (data / row["path"]).is_file():
         # a local --data on a cluster: the node wrote to its own disk, which no build on the driver can read
-        log.error("%s: stored by a Ray node in %s, which the driver does not see: on a cluster, use a bucket "
-                  "(--data s3://...) or a filesystem every node mounts at the same path", row["source_id"], data)
+        log.error(
+            "%s: stored by a Ray node in %s, which the driver does not see: on a cluster, use a bucket "
+            "(--data s3://...) or a filesystem every node mounts at the same path",
+            row["source_id"],
+            data,
+        )
         keep = ("source_id", "target", "origin", "added_at")
         row = {k: (v if k in keep else "") for k, v in row.items()} | {"status": "failed", "reason": "not on a shared filesystem"}
         return Fetched(fetched.index, row, fetched.bytes)
@@ -323,7 +349,8 @@ class _Ledger:
 
     A request is settled once (kept, duplicate, or fetched), in any order; its row reaches sources.csv
     once every earlier request is settled, so new rows are registered in the URL file's order wherever
-    and whenever their downloads ended. A rewrite happens every _FLUSH_ROWS rows or _FLUSH_SECONDS, and
+    and whenever their downloads ended. A rewrite happens every _FLUSH_ROWS rows or _FLUSH_SECONDS (spaced
+    out so that rewrites take at most _WRITE_SHARE of the time), and
     at `close`, which also writes the rows still waiting behind a request that never settled (Ctrl-C).
     """
 
@@ -342,6 +369,7 @@ class _Ledger:
         self._next = 0  # the first request whose row is not yet queued for writing
         self._queued: list[dict] = []  # rows to write at the next rewrite
         self._last_write = time.monotonic()
+        self._write_took = 0.0  # seconds the last rewrite took
 
     def start(self) -> None:
         self._emit("start")
@@ -393,9 +421,15 @@ class _Ledger:
             self._next += 1
         with self._lock:
             self._done += 1
-        self._emit("url", source_id=row["source_id"] if row else source_id, status=status or row["status"],
-                   reason=(row or {}).get("reason", ""))
-        if len(self._queued) >= _FLUSH_ROWS or time.monotonic() - self._last_write >= _FLUSH_SECONDS:
+        self._emit(
+            "url",
+            source_id=row["source_id"] if row else source_id,
+            status=status or row["status"],
+            reason=(row or {}).get("reason", ""),
+        )
+        since = time.monotonic() - self._last_write
+        due = len(self._queued) >= _FLUSH_ROWS or since >= _FLUSH_SECONDS
+        if due and since >= self._write_took / _WRITE_SHARE:
             self._write()
 
     def _queue(self, row: dict | None) -> None:
@@ -403,15 +437,25 @@ class _Ledger:
             self._queued.append(row)
 
     def _write(self) -> None:
+        started = time.monotonic()
         if self._queued:
             self.registry.upsert(self._queued)
             self._queued = []
         self._last_write = time.monotonic()
+        self._write_took = self._last_write - started
 
     def _emit(self, event: str, **extra) -> None:
         if self._progress is None:
             return
         with self._lock:
             elapsed = max(time.monotonic() - self._started, 1e-3)
-            self._progress({"event": event, "done": self._done, "total": self.total, "bytes": self._bytes,
-                            "rate": self._bytes / elapsed, **extra})
+            self._progress(
+                {
+                    "event": event,
+                    "done": self._done,
+                    "total": self.total,
+                    "bytes": self._bytes,
+                    "rate": self._bytes / elapsed,
+                    **extra,
+                }
+            )

@@ -33,16 +33,29 @@ _MESSAGE_REASONS = [
     (re.compile(r"timed out|timeout", re.IGNORECASE), "timeout", True),
     (re.compile(r"Connection refused", re.IGNORECASE), "connection refused", False),
     (re.compile(r"Connection reset|Connection aborted|RemoteDisconnected|Broken pipe", re.IGNORECASE), "connection reset", True),
-    (re.compile(r"bytes read, \d+ more expected|Did not get any data|IncompleteRead|ContentTooShort|"
-                r"Downloaded \d+ bytes, expected", re.IGNORECASE), "truncated", True),
+    (
+        re.compile(
+            r"bytes read, \d+ more expected|Did not get any data|IncompleteRead|ContentTooShort|"
+            r"Downloaded \d+ bytes, expected",
+            re.IGNORECASE,
+        ),
+        "truncated",
+        True,
+    ),
     (re.compile(r"Unsupported URL|No video formats found|no video|is not a valid URL", re.IGNORECASE), "no video found", False),
     (re.compile(r"Requested format is not available", re.IGNORECASE), "no suitable format", False),
-    (re.compile(r"Sign in|log in|login|cookies|members[- ]only|age[- ]restricted|confirm your age", re.IGNORECASE),
-     "sign-in required", False),
+    (
+        re.compile(r"Sign in|log in|login|cookies|members[- ]only|age[- ]restricted|confirm your age", re.IGNORECASE),
+        "sign-in required",
+        False,
+    ),
     (re.compile(r"Private video", re.IGNORECASE), "private video", False),
     (re.compile(r"not available in your country|geo.?restrict|blocked", re.IGNORECASE), "geo-blocked", False),
-    (re.compile(r"Name or service not known|getaddrinfo|name resolution|nodename nor servname", re.IGNORECASE),
-     "dns failure", False),
+    (
+        re.compile(r"Name or service not known|getaddrinfo|name resolution|nodename nor servname", re.IGNORECASE),
+        "dns failure",
+        False,
+    ),
     (re.compile(r"Video unavailable|has been removed|no longer available|does not exist", re.IGNORECASE), "unavailable", False),
     (re.compile(r"ffmpeg|ffprobe", re.IGNORECASE), "ffmpeg failed", False),
 ]
@@ -85,4 +98,3 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).replace("\r", " ").split())
     text = re.sub(r"^ERROR:\s*", "", text)
     return text or type(exc).__name__
-

@@ -94,8 +94,7 @@ def read_urls(path: Path, *, default_target: str | None) -> list[UrlLine]:
         if rest and _SECTIONS_RE.match(rest[0]):
             sections, rest = _parse_sections(rest[0], where=where), rest[1:]
         if rest:
-            raise ValueError(
-                f"{where}: unexpected {' '.join(rest)!r}: a line is URL [TARGET] [START-END,...]")
+            raise ValueError(f"{where}: unexpected {' '.join(rest)!r}: a line is URL [TARGET] [START-END,...]")
         lines.append((url, target, sections))
     return lines
 
@@ -111,7 +110,7 @@ def unique_requests(lines: Iterable[UrlLine], *, sections: bool) -> list[Request
     for url, target, ranges in lines:
         if ranges and not sections:
             log.info("%s: time ranges ignored (sections off): fetching the whole video", url)
-        for section in (ranges if ranges and sections else [None]):
+        for section in ranges if ranges and sections else [None]:
             key = (urllib.parse.urldefrag(url)[0], section)
             if key not in seen:
                 seen.add(key)

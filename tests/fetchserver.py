@@ -159,7 +159,8 @@ class FetchServer:
                     if first:
                         return self._status(503)
                 kind = {".mpd": "application/dash+xml", ".html": "text/html; charset=utf-8"}.get(
-                    name[name.rfind("."):], "video/mp4")
+                    name[name.rfind(".") :], "video/mp4"
+                )
                 return self._bytes(data, content_type=kind, body=body, slow=server.slow)
 
             def _status(self, code: int) -> None:

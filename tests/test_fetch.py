@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fetchserver import FetchServer, make_video
 
 from s2vdata.fetch import FetchOptions, classify, fetch_urls, read_urls, source_id_for
 from s2vdata.media import probe
 from s2vdata.registry import Registry
+
+from fetchserver import FetchServer, make_video
 
 # short timeouts and pauses: a test never waits out the 30 s default
 FAST = dict(target="hand", socket_timeout=1.0, retries=1, backoff_s=0.05, jobs=4)
@@ -54,14 +55,17 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 
 def test_read_urls_targets_sections_comments(tmp_path):
-    urls = _write_urls(tmp_path / "urls.txt", [
-        "# a comment line",
-        "https://example.org/a.mp4",
-        "https://example.org/b.mp4   sea   # trailing comment",
-        "https://example.org/c.mp4#t=5 fireworks 10-25,1:40-1:55.5",
-        "https://example.org/d.mp4 3-4",
-        "",
-    ])
+    urls = _write_urls(
+        tmp_path / "urls.txt",
+        [
+            "# a comment line",
+            "https://example.org/a.mp4",
+            "https://example.org/b.mp4   sea   # trailing comment",
+            "https://example.org/c.mp4#t=5 fireworks 10-25,1:40-1:55.5",
+            "https://example.org/d.mp4 3-4",
+            "",
+        ],
+    )
     assert read_urls(urls, default_target="hand") == [
         ("https://example.org/a.mp4", "hand", None),
         ("https://example.org/b.mp4", "sea", None),
@@ -70,10 +74,13 @@ def test_read_urls_targets_sections_comments(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("https://example.org/a.mp4 hand 10-25 extra", "unexpected 'extra'"),
-    ("https://example.org/a.mp4 hand 30-20", "ends before it starts"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("https://example.org/a.mp4 hand 10-25 extra", "unexpected 'extra'"),
+        ("https://example.org/a.mp4 hand 30-20", "ends before it starts"),
+    ],
+)
 def test_read_urls_rejects_bad_lines_naming_the_line(tmp_path, line, message):
     urls = _write_urls(tmp_path / "urls.txt", ["https://example.org/ok.mp4", line])
     with pytest.raises(ValueError, match=rf"urls\.txt:2: .*{message}"):
@@ -97,19 +104,22 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
     local = tmp_path / "local.mp4"
     local.write_bytes(media["good.mp4"])
     good, flaky = server.url("/v/good.mp4"), server.url("/once/other.mp4")
-    urls = _write_urls(tmp_path / "urls.txt", [
-        good,
-        flaky + " sea",
-        good + "   # the same URL again",
-        server.url("/missing.mp4"),
-        server.url("/error.mp4"),
-        server.url("/hang.mp4"),
-        server.url("/stall.mp4"),
-        server.url("/truncated.mp4"),
-        server.url("/page.html"),
-        local.as_uri(),
-        "http://127.0.0.1:1/refused.mp4",
-    ])
+    urls = _write_urls(
+        tmp_path / "urls.txt",
+        [
+            good,
+            flaky + " sea",
+            good + "   # the same URL again",
+            server.url("/missing.mp4"),
+            server.url("/error.mp4"),
+            server.url("/hang.mp4"),
+            server.url("/stall.mp4"),
+            server.url("/truncated.mp4"),
+            server.url("/page.html"),
+            local.as_uri(),
+            "http://127.0.0.1:1/refused.mp4",
+        ],
+    )
     options = FetchOptions(**FAST)
     events = []
     report = fetch_urls(urls, data_dir=data, options=options, progress=events.append)
@@ -127,8 +137,15 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
         local.as_uri(): "refused scheme",
         "http://127.0.0.1:1/refused.mp4": "connection refused",
     }
-    assert report.reasons == {"http 404": 1, "http 500": 1, "timeout": 2, "truncated": 1, "no video found": 1,
-                              "refused scheme": 1, "connection refused": 1}
+    assert report.reasons == {
+        "http 404": 1,
+        "http 500": 1,
+        "timeout": 2,
+        "truncated": 1,
+        "no video found": 1,
+        "refused scheme": 1,
+        "connection refused": 1,
+    }
 
     for url, name, target in [(good, "good.mp4", "hand"), (flaky, "other.mp4", "sea")]:
         row = rows[url]
@@ -140,11 +157,14 @@ def test_fetch_records_every_outcome_and_a_rerun_rewrites_nothing(tmp_path, serv
         assert row["webpage_url"] == url and row["title"] == Path(name).stem
         facts = probe(landed)
         assert (int(row["width"]), int(row["height"]), float(row["fps"]), int(row["audio_rate"])) == (
-            facts["width"], facts["height"], facts["fps"], facts["audio_rate"])
+            facts["width"],
+            facts["height"],
+            facts["fps"],
+            facts["audio_rate"],
+        )
         assert abs(float(row["duration_s"]) - facts["duration_s"]) < 1e-3
     # only complete files reach data/sources/, and the temporary folder is cleaned up
-    assert sorted(p.name for p in (data / "sources").iterdir()) == sorted(
-        Path(rows[u]["path"]).name for u in (good, flaky))
+    assert sorted(p.name for p in (data / "sources").iterdir()) == sorted(Path(rows[u]["path"]).name for u in (good, flaky))
     assert not (data / "tmp").exists()
 
     # transient errors are retried (once here), permanent ones are not
@@ -333,14 +353,41 @@ def dash(tmp_path_factory) -> dict[str, bytes]:
     import imageio_ffmpeg
 
     folder = tmp_path_factory.mktemp("dash")
-    subprocess.run([
-        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error",
-        "-f", "lavfi", "-i", "testsrc=size=128x128:rate=30:duration=2",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2",
-        "-filter_complex", "[0:v]split=2[big][s];[s]scale=64:64[small]",
-        "-map", "[big]", "-map", "[small]", "-map", "1:a", "-c:v", "libx264", "-g", "30", "-c:a", "aac",
-        "-f", "dash", "-seg_duration", "1", str(folder / "manifest.mpd"),
-    ], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=128x128:rate=30:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=2",
+            "-filter_complex",
+            "[0:v]split=2[big][s];[s]scale=64:64[small]",
+            "-map",
+            "[big]",
+            "-map",
+            "[small]",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+            "-f",
+            "dash",
+            "-seg_duration",
+            "1",
+            str(folder / "manifest.mpd"),
+        ],
+        check=True,
+    )
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
@@ -362,10 +409,18 @@ def test_same_video_under_two_urls_is_one_row(tmp_path):
     data = tmp_path / "data"
     (data / "sources").mkdir(parents=True)
     (data / "sources" / "youtube-dQw4w9WgXcQ.mp4").write_bytes(b"kept as is")
-    Registry(data).upsert([{"source_id": "youtube-dQw4w9WgXcQ", "target": "hand", "status": "ok",
-                            "origin": "https://youtu.be/dQw4w9WgXcQ", "path": "sources/youtube-dQw4w9WgXcQ.mp4"}])
-    urls = _write_urls(tmp_path / "urls.txt", [
-        "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ"])
+    Registry(data).upsert(
+        [
+            {
+                "source_id": "youtube-dQw4w9WgXcQ",
+                "target": "hand",
+                "status": "ok",
+                "origin": "https://youtu.be/dQw4w9WgXcQ",
+                "path": "sources/youtube-dQw4w9WgXcQ.mp4",
+            }
+        ]
+    )
+    urls = _write_urls(tmp_path / "urls.txt", ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ"])
     events = []
     report = fetch_urls(urls, data_dir=data, options=FetchOptions(**FAST), progress=events.append)
     assert (report.ok, report.failed, report.skipped) == (0, 0, 2)
@@ -392,10 +447,14 @@ def test_cli_fetch_summarises_and_exits_1_on_failures(tmp_path, server, monkeypa
 
 
 def test_page_with_one_video_is_fetched_and_a_list_is_refused(tmp_path, server):
-    server.add_file("one.html", b'<html><head><title>One clip</title></head><body>'
-                                b'<video src="/v/good.mp4" controls></video></body></html>')
-    server.add_file("two.html", b'<html><head><title>Two clips</title></head><body>'
-                                b'<video src="/v/good.mp4"></video><video src="/v/other.mp4"></video></body></html>')
+    server.add_file(
+        "one.html", b'<html><head><title>One clip</title></head><body><video src="/v/good.mp4" controls></video></body></html>'
+    )
+    server.add_file(
+        "two.html",
+        b"<html><head><title>Two clips</title></head><body>"
+        b'<video src="/v/good.mp4"></video><video src="/v/other.mp4"></video></body></html>',
+    )
     urls = _write_urls(tmp_path / "urls.txt", [server.url("/v/one.html"), server.url("/v/two.html")])
     report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
     rows = _rows_by_origin(tmp_path / "data")
@@ -421,6 +480,27 @@ def test_registry_is_rewritten_in_batches_not_per_url(tmp_path, server, monkeypa
     assert report.reasons == {"http 404": 24}
     # one write at the end, plus one per 10 s on a slow machine: far fewer than one per URL
     assert sum(writes) == 24 and len(writes) <= 6
+    assert len(Registry(tmp_path / "data").rows()) == 24
+
+
+def test_slow_registry_rewrites_are_spaced_out(tmp_path, server, monkeypatch):
+    # a rewrite of a registry of 100,000 rows takes seconds: the run must not spend its time on them
+    import s2vdata.fetch
+
+    writes = []
+    upsert = Registry.upsert
+
+    def slow_upsert(self, rows):
+        writes.append(len(rows))
+        time.sleep(0.4)  # then the next rewrite waits 4 s, whatever the batch size says
+        return upsert(self, rows)
+
+    monkeypatch.setattr(Registry, "upsert", slow_upsert)
+    monkeypatch.setattr(s2vdata.fetch, "_FLUSH_ROWS", 1)  # due after every URL
+    urls = _write_urls(tmp_path / "urls.txt", [server.url(f"/missing.mp4?n={i}") for i in range(24)])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    assert report.reasons == {"http 404": 24}
+    assert sum(writes) == 24 and writes[0] >= 1 and len(writes) <= 4, writes
     assert len(Registry(tmp_path / "data").rows()) == 24
 
 
@@ -455,8 +535,7 @@ def test_yt_dlp_gets_the_options_and_writes_only_under_the_data_folder(tmp_path)
     from s2vdata.storage import Location
     from s2vdata.urlfile import Request
 
-    options = FetchOptions(socket_timeout=7.5, retries=2, rate_limit="2M", proxy="socks5://127.0.0.1:1080",
-                           max_height=720)
+    options = FetchOptions(socket_timeout=7.5, retries=2, rate_limit="2M", proxy="socks5://127.0.0.1:1080", max_height=720)
     cookies = "# Netscape HTTP Cookie File\n"
     params = _ydl_params(options=options, logger=_YdlLog(), hook=lambda d: None, cookies=cookies)
     assert (params["socket_timeout"], params["retries"], params["fragment_retries"]) == (7.5, 2, 2)
@@ -467,8 +546,9 @@ def test_yt_dlp_gets_the_options_and_writes_only_under_the_data_folder(tmp_path)
     assert Path(params["ffmpeg_location"]).is_file()
 
     work = tmp_path / "data" / "tmp" / "fetch" / "url-abc"
-    task = FetchTask(0, "url-abc", Request("https://example.org/v", "sea", (3.0, 9.0)), Location(tmp_path / "data"),
-                     options, added_at="")
+    task = FetchTask(
+        0, "url-abc", Request("https://example.org/v", "sea", (3.0, 9.0)), Location(tmp_path / "data"), options, added_at=""
+    )
     per_task = _task_params(task, work=work)
     assert per_task["paths"] == {"home": str(work), "temp": str(work)}
     assert per_task["outtmpl"] == {"default": "url-abc.%(ext)s"}  # from the id, never the title
@@ -521,8 +601,10 @@ def test_cli_fetch_without_a_terminal_prints_plain_progress_lines(tmp_path, serv
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("fetch: ")]
     # what is done, the rate, the time elapsed and left, and the bytes: without a terminal, never a bar
-    assert any(line.startswith("fetch: 1/2 URLs (50%), ") and " URLs/s, " in line and " left, " in line
-               and " MB at " in line for line in lines), lines
+    assert any(
+        line.startswith("fetch: 1/2 URLs (50%), ") and " URLs/s, " in line and " left, " in line and " MB at " in line
+        for line in lines
+    ), lines
     assert lines[-1].startswith("fetch: 2/2 URLs (100%), ")
 
 
@@ -533,8 +615,17 @@ def test_a_ray_download_the_driver_cannot_see_is_a_failed_row(tmp_path):
     from s2vdata.storage import Location
 
     data = Location(tmp_path / "data")
-    row = {"source_id": "url-a", "target": "hand", "origin": "http://x/a.mp4", "path": "sources/url-a.mp4",
-           "sha256": "ab", "status": "ok", "reason": "", "width": 64, "added_at": "2026-01-01T00:00:00+00:00"}
+    row = {
+        "source_id": "url-a",
+        "target": "hand",
+        "origin": "http://x/a.mp4",
+        "path": "sources/url-a.mp4",
+        "sha256": "ab",
+        "status": "ok",
+        "reason": "",
+        "width": 64,
+        "added_at": "2026-01-01T00:00:00+00:00",
+    }
     seen = _seen_by_driver(Fetched(3, row, 10), data=data)
     assert (seen.index, seen.row["status"], seen.row["reason"]) == (3, "failed", "not on a shared filesystem")
     assert (seen.row["path"], seen.row["sha256"], seen.row["width"], seen.row["origin"]) == ("", "", "", row["origin"])

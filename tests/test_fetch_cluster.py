@@ -12,8 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-from fetchserver import FetchServer, make_video
-from s3server import make_bucket, s3_server
 from typer.testing import CliRunner
 
 from s2vdata.cli import app
@@ -21,6 +19,9 @@ from s2vdata.download import staging_folder
 from s2vdata.fetch import FetchOptions, fetch_urls
 from s2vdata.registry import Registry
 from s2vdata.storage import Location
+
+from fetchserver import FetchServer, make_video
+from s3server import make_bucket, s3_server
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -60,8 +61,10 @@ def ray_instance(s3):
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("media")
-    return {"good.mp4": make_video(folder / "good.mp4", seconds=1.0),
-            "other.mp4": make_video(folder / "other.mp4", seconds=2.0, seed=1)}
+    return {
+        "good.mp4": make_video(folder / "good.mp4", seconds=1.0),
+        "other.mp4": make_video(folder / "other.mp4", seconds=2.0, seed=1),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -121,17 +124,37 @@ def _sha(data: bytes) -> str:
 
 def test_the_reference_has_good_and_failed_rows(reference, media):
     data, report = reference
-    assert report.reasons == {"http 404": 1, "http 500": 1, "timeout": 1, "truncated": 1, "no video found": 1,
-                              "refused scheme": 1, "connection refused": 1}
+    assert report.reasons == {
+        "http 404": 1,
+        "http 500": 1,
+        "timeout": 1,
+        "truncated": 1,
+        "no video found": 1,
+        "refused scheme": 1,
+        "connection refused": 1,
+    }
     ok = [r for r in Registry(data).rows() if r["status"] == "ok"]
     assert [r["sha256"] for r in ok[:2]] == [_sha(media["good.mp4"]), _sha(media["other.mp4"])]
 
 
-def test_a_ray_fetch_gives_the_rows_of_a_local_fetch_and_its_exit_codes(reference, urls, ray_instance, server, tmp_path,
-                                                                        monkeypatch, caplog):
+def test_a_ray_fetch_gives_the_rows_of_a_local_fetch_and_its_exit_codes(
+    reference, urls, ray_instance, server, tmp_path, monkeypatch, caplog
+):
     monkeypatch.chdir(tmp_path)
-    args = ["fetch", str(urls), "--target", "hand", "--socket-timeout", "1", "--retries", "1", "--executor", "ray",
-            "--cookies", str(urls.parent / "cookies.txt")]
+    args = [
+        "fetch",
+        str(urls),
+        "--target",
+        "hand",
+        "--socket-timeout",
+        "1",
+        "--retries",
+        "1",
+        "--executor",
+        "ray",
+        "--cookies",
+        str(urls.parent / "cookies.txt"),
+    ]
     server.cookies.clear()
     res = runner.invoke(app, args)
     assert res.exit_code == 1, res.output  # some URLs failed
@@ -164,8 +187,7 @@ def _bucket_files(prefix: str) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_a_fetch_into_a_bucket_gives_the_rows_of_a_local_disk_fetch(reference, urls, s3, ray_instance, server, executor,
-                                                                    caplog):
+def test_a_fetch_into_a_bucket_gives_the_rows_of_a_local_disk_fetch(reference, urls, s3, ray_instance, server, executor, caplog):
     bucket = f"fetch-{executor}"
     make_bucket(s3, bucket)
     data = Location(f"s3://{bucket}/data")
