@@ -632,3 +632,24 @@ def test_a_ray_download_the_driver_cannot_see_is_a_failed_row(tmp_path):
     (tmp_path / "data" / "sources").mkdir(parents=True)
     (tmp_path / "data" / "sources" / "url-a.mp4").write_bytes(b"here")
     assert _seen_by_driver(Fetched(3, row, 10), data=data).row is row
+
+
+def test_an_unexpected_error_costs_one_url_not_the_run(tmp_path, server, monkeypatch, caplog):
+    import s2vdata.download
+
+    good, other = server.url("/v/good.mp4"), server.url("/v/other.mp4")
+    real_probe = s2vdata.download.probe
+
+    def broken_probe(path):
+        if path.name.startswith(source_id_for(good)):
+            raise RuntimeError("a bug in s2v")
+        return real_probe(path)
+
+    monkeypatch.setattr(s2vdata.download, "probe", broken_probe)
+    urls = _write_urls(tmp_path / "urls.txt", [good, other])
+    report = fetch_urls(urls, data_dir=tmp_path / "data", options=FetchOptions(**FAST))
+    assert (report.ok, report.failed) == (1, 1) and report.reasons == {"internal error: RuntimeError": 1}
+    rows = _rows_by_origin(tmp_path / "data")
+    assert rows[other]["status"] == "ok" and rows[good]["path"] == ""
+    assert "a bug in s2v" in caplog.text  # the traceback is in the log
+    assert [p.name for p in (tmp_path / "data" / "sources").iterdir()] == [Path(rows[other]["path"]).name]
