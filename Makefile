@@ -10,10 +10,13 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch first, pinned, when none is installed: an unpinned torch pulls a multi-GB CUDA build
+# torch first, pinned, when none is installed: an unpinned torch pulls a multi-GB CUDA build.
+# silero-vad (the speech check's voice model, weights inside its wheel) without its declared
+# torchaudio/onnxruntime dependencies: the check runs its TorchScript model on torch alone.
 setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,ray]"
+	$(BIN)/pip install -q --no-deps silero-vad==6.2.3
 
 # headless Chromium renders the HTML report in its test (Debian's package; skipped where it cannot be had)
 browser:
