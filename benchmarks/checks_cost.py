@@ -10,6 +10,8 @@ resampled to 44.1 kHz mono), run in its own process. The checks are
 same files, decoded by `s2vdata.media.GridReader` as the build does; only the
 calls to measure_window are timed (wall clock, one thread for the voice
 model). Loading the voice model happens once per worker and is reported apart.
+CPU seconds of both are reported too: on a shared machine they move less
+with the load than wall time does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from datetime import datetime, timezone
@@ -74,13 +77,18 @@ def main() -> None:
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}", "sizes": {}}
     for width, height in ((1280, 720), (854, 480)):
-        paths = [args.out / f"cost-{height}p-{i}.mp4" for i in range(args.sources)]
+        paths = [(args.out / f"cost-{height}p-{i}.mp4").resolve() for i in range(args.sources)]
         for i, p in enumerate(paths):
             make_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         bare, _, _ = run_measured([sys.executable, "-c", BARE, *map(str, paths)], cwd=args.out)
-        row = {"sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps", "bare_decode_s": round(bare, 2)}
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        bare_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        row = {"sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps", "bare_decode_s": round(bare, 2),
+               "bare_decode_cpu_s": round(bare_cpu, 2), "load_average": round(os.getloadavg()[0], 1)}
         row.update(time_checks(paths))
         row["checks_vs_bare"] = round(row["checks_wall_s"] / bare, 3)
+        row["checks_cpu_vs_bare_cpu"] = round(row["checks_cpu_s"] / bare_cpu, 3)
         result["sizes"][f"{height}p"] = row
         print(json.dumps({f"{height}p": row}), flush=True)
     (args.out / "checks_cost.json").write_text(json.dumps(result, indent=2))
