@@ -130,7 +130,7 @@ def _parse_sections(text: str, *, where: str) -> list[Section]:
 def read_urls(path: Path, *, default_target: str | None) -> list[UrlLine]:
     """Returns the (url, target, sections) of every URL line of a URL file, in file order.
 
-    Format (DESIGN section 2): one URL per line, optionally followed by
+    Format (docs/design.md section 2): one URL per line, optionally followed by
     whitespace and a target name, optionally followed by time ranges
     `START-END[,START-END...]` in seconds or [h:]mm:ss (e.g. `10-25,1:40-1:55`);
     a `#` at the start of a line or after whitespace starts a comment (a `#`

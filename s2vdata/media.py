@@ -1,6 +1,6 @@
 """The only module that talks to FFmpeg (through PyAV): probe, decode on the presentation timeline, encode.
 
-Time alignment (DESIGN section 4): everything is placed on the source's
+Time alignment (docs/design.md section 4): everything is placed on the source's
 presentation timeline (the clock ffprobe shows as pts_time). Slot k of the
 30 fps grid is the instant k/30 s; it shows the source frame on screen at
 that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
@@ -9,6 +9,7 @@ that instant and owns the audio samples [1470*k, 1470*(k+1)) of the
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import logging
@@ -29,10 +30,16 @@ from s2vdata.config import CLIP, ClipSpec
 
 log = logging.getLogger(__name__)
 
+# Bumped whenever decoding places frames or samples differently: build measures and cuts such sources again.
+DECODE_VERSION = "2"
+
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".wmv"}
 
-# A source whose audio jumps ahead by more than this gets silence in the gap instead of being pulled forward.
-_AUDIO_GAP_S = 0.05
+# A hole in an audio stream longer than this restarts the resampler at the new time instead of
+# feeding it the silence (a late second half of a recording costs nothing to skip).
+_REANCHOR_S = 1.0
+# numpy types of FFmpeg's sample formats (planar formats end in "p")
+_SAMPLE_DTYPES = {"u8": "uint8", "s16": "int16", "s32": "int32", "s64": "int64", "flt": "float32", "dbl": "float64"}
 _EPS = 1e-6
 # Containers that keep time in milliseconds (Matroska, WebM, FLV) round a frame at 80/30 s to
 # 2.667 s: a frame stamped up to half a millisecond after a grid instant is on screen at it.
@@ -41,6 +48,18 @@ _TIMESTAMP_SLACK = 0.0006
 
 class MediaError(Exception):
     """A file that cannot be opened or decoded; `reason` is one line meant for a registry or rejects row."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class ReadError(Exception):
+    """A file that could not be read: an OS error (a network filesystem hiccup, a file gone), not a verdict on its bytes.
+
+    Never stored as a rejection: the next build tries the file again.
+    """
 
     def __init__(self, path: Path | str, reason: str):
         super().__init__(f"{path}: {reason}")
@@ -57,7 +76,9 @@ def _reason(err: Exception) -> str:
 def _open(path: Path | str) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+    except OSError as e:  # PyAV's errno errors (EIO, ENOENT, EACCES, timeouts) are OSErrors too
+        raise ReadError(path, f"cannot read: {_reason(e)}") from e
+    except (av.FFmpegError, UnicodeDecodeError) as e:
         raise MediaError(path, f"cannot open: {_reason(e)}") from e
 
 
@@ -68,7 +89,7 @@ def _stream_start(stream) -> float | None:
 
 
 def probe(path: Path | str) -> dict:
-    """Returns the stream facts of a media file; raises MediaError if no decoder can open it.
+    """Returns the stream facts of a media file; raises MediaError if no decoder can open it, ReadError if it cannot be read.
 
     Keys: duration_s, width, height (as displayed, rotation applied), fps,
     audio_rate, audio_channels, has_video, has_audio, rotation, video_start_s,
@@ -100,6 +121,8 @@ def probe(path: Path | str) -> dict:
                     rot = _frame_rotation(frame)
                     w, h = frame.width, frame.height
                     break
+            except OSError as e:
+                raise ReadError(path, f"cannot read: {_reason(e)}") from e
             except av.FFmpegError as e:
                 raise MediaError(path, f"cannot decode video: {_reason(e)}") from e
             if rot in (90, 270):
@@ -107,8 +130,11 @@ def probe(path: Path | str) -> dict:
             rate = v.average_rate or v.guessed_rate or v.base_rate
             info.update(width=w, height=h, rotation=rot, fps=float(rate) if rate else None, video_start_s=_stream_start(v))
         if a is not None:
-            info.update(audio_rate=a.codec_context.sample_rate or a.rate, audio_channels=a.codec_context.channels,
-                        audio_start_s=_stream_start(a))
+            info.update(
+                audio_rate=a.codec_context.sample_rate or a.rate,
+                audio_channels=a.codec_context.channels,
+                audio_start_s=_stream_start(a),
+            )
         if v is None and a is None:
             raise MediaError(path, "no video or audio stream")
     return info
@@ -126,31 +152,46 @@ def _frame_rotation(frame: av.VideoFrame) -> int:
 # ----------------------------------------------------------------------------- decode on the grid
 
 
-def _square(img: np.ndarray, size: int) -> np.ndarray:
-    """Returns the centre square of an RGB image resized to size x size with an area filter."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    sq = img[y:y + s, x:x + s]
-    if s == size:
-        return np.ascontiguousarray(sq)
-    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
+class Squarer:
+    """Turns decoded frames into the displayed picture's centre square, size x size RGB, as FFmpeg filters do.
 
+    One filter graph per frame geometry: crop to the centre square, scale it
+    with swscale's area filter, convert to RGB (the frame's own colour matrix
+    and range), in one pass over the pixels the clip keeps; then the frame's
+    display rotation. The same frame gives the same bytes every time.
+    """
 
-def frame_to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Returns the displayed picture of a decoded frame (rotation applied), centre square, size x size RGB."""
-    rot = _frame_rotation(frame)
-    w, h = frame.width, frame.height
-    short = min(w, h)
-    if short > 2 * size:
-        # scale in swscale first (colour conversion and area downscale in one pass), keep the aspect
-        sw, sh = max(size, round(w * size * 1.0 / short)), max(size, round(h * size * 1.0 / short))
-        img = frame.to_ndarray(format="rgb24", width=sw, height=sh, interpolation="AREA")
-    else:
-        img = frame.to_ndarray(format="rgb24")
-    if rot:
-        img = np.rot90(img, k=rot // 90)
-    return _square(img, size)
+    def __init__(self, size: int):
+        self.size = size
+        self._graph = None
+        self._geometry = None
+
+    def _build(self, frame: av.VideoFrame) -> None:
+        w, h = frame.width, frame.height
+        s = min(w, h)
+        # even offsets keep 4:2:0 chroma on its own samples
+        x, y = (w - s) // 2 // 2 * 2, (h - s) // 2 // 2 * 2
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(width=w, height=h, format=frame.format.name, time_base=frame.time_base or Fraction(1, 30)),
+            graph.add("crop", f"{s}:{s}:{x}:{y}"),
+            graph.add("scale", f"{self.size}:{self.size}:flags=area"),
+            graph.add("format", "rgb24"),
+            graph.add("buffersink"),
+        ]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        self._graph, self._geometry = graph, (w, h, frame.format.name)
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        """Returns the displayed centre square of a frame, (size, size, 3) uint8 RGB."""
+        if self._geometry != (frame.width, frame.height, frame.format.name):
+            self._build(frame)
+        self._graph.push(frame)
+        img = self._graph.pull().to_ndarray()
+        rot = _frame_rotation(frame)
+        return np.ascontiguousarray(np.rot90(img, k=rot // 90)) if rot else img
 
 
 class _Decoder:
@@ -191,6 +232,9 @@ class _Decoder:
                         return
                     continue
                 yield from frames
+        except OSError as e:
+            # the file could not be read at t: the disk or network, not the bytes
+            raise ReadError(self.path, f"cannot read {self.kind} after {t:.2f} s: {_reason(e)}") from e
         except av.FFmpegError as e:
             self._note(t, e, fatal=True)
 
@@ -206,6 +250,7 @@ class _VideoCursor:
             raise MediaError(path, "no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        self.squarer = Squarer(size)
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="video")
         self._frames = iter(self.decoder)
         self._current: av.VideoFrame | None = None
@@ -246,7 +291,7 @@ class _VideoCursor:
         if self._next is None and t >= self.last_end - _EPS:
             return None
         if self._current_img is None:
-            self._current_img = frame_to_square(self._current, self.size)
+            self._current_img = self.squarer(self._current)
         return self._current_img
 
     def close(self) -> None:
@@ -254,7 +299,21 @@ class _VideoCursor:
 
 
 class _AudioCursor:
-    """Walks an audio stream, resampled to mono at `rate`, on the absolute sample timeline n/rate."""
+    """Walks an audio stream, resampled to mono at `rate`, on the absolute sample timeline n/rate.
+
+    The timeline follows the stream's timestamps, whatever the packets do: a
+    frame that starts after the previous one ended (a hole: dropped packets
+    in a phone or screen recording, a live stream) is preceded by silence,
+    and one that starts before it ended (an overlap) loses the samples it
+    repeats, so every later sample still sounds at its own time. Holes are
+    filled before the resampler, which then runs on one continuous signal and
+    stays exact across them; a hole longer than _REANCHOR_S restarts it at
+    the new time instead (the gap reads as silence and costs nothing).
+
+    The buffer holds only resampled samples not yet read (plus one frame
+    ahead): `read` drops every chunk that ends before the position it reads,
+    so memory does not depend on the stream's length or sample rate.
+    """
 
     def __init__(self, path: Path | str, *, rate: int):
         self.path = path
@@ -263,22 +322,90 @@ class _AudioCursor:
         if not self.container.streams.audio:
             raise MediaError(path, "no audio stream")
         self.stream = self.container.streams.audio[0]
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="audio")
         self._frames = iter(self.decoder)
-        self._buf: list[np.ndarray] = []
-        self._buf_start = 0  # absolute sample index of the first buffered sample
-        self._buf_len = 0
-        self._next_n: int | None = None  # absolute index of the next sample the decoder will give
+        self._chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample index, samples)
+        self._end = 0  # one past the last resampled sample
         self._eof = False
+        self.gaps: collections.deque[tuple[float, float]] = (
+            collections.deque()
+        )  # (time s, seconds of silence inserted; negative: overlap dropped)
+        # the resampler's run: it started at sample _seg_out0 on the output timeline and at time _seg_t0 of
+        # the input; _seg_in input samples went into it (silence included), _seg_out samples came out
+        self._resampler: av.AudioResampler | None = None
+        self._template: av.AudioFrame | None = None
+        self._seg_t0 = 0.0
+        self._seg_in = 0
+        self._seg_out0 = 0
+        self._seg_out = 0
         self._fill_until(1)
-        self.start_n = self._buf_start
+        self.start_n: int | None = self._chunks[0][0] if self._chunks else None
 
-    def _push(self, samples: np.ndarray) -> None:
-        if samples.size:
-            self._buf.append(samples)
-            self._buf_len += samples.size
-            self._next_n += samples.size
+    # -- input side: follow the timestamps
+
+    def _new_run(self, frame: av.AudioFrame, t: float) -> None:
+        self._flush()
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+        self._template = frame
+        self._seg_t0, self._seg_in = t, 0
+        self._seg_out0, self._seg_out = round(t * self.rate), 0
+
+    def _flush(self) -> None:
+        if self._resampler is not None:
+            self._emit(self._resampler.resample(None))
+            self._resampler = None
+
+    def _emit(self, frames: list) -> None:
+        for out in frames:
+            samples = out.to_ndarray().reshape(-1)
+            if samples.size:
+                start = self._seg_out0 + self._seg_out
+                self._chunks.append((start, samples))
+                self._seg_out += samples.size
+                self._end = max(self._end, start + samples.size)
+
+    def _feed(self, frame: av.AudioFrame) -> None:
+        self._seg_in += frame.samples
+        self._emit(self._resampler.resample(frame))
+
+    def _tolerance(self, frame: av.AudioFrame) -> float:
+        """Returns how far (s) a frame's time may be from where the previous one ended and still follow it."""
+        # a timestamp is exact to one tick of its time base (Matroska keeps milliseconds), plus half a sample
+        tick = float(frame.time_base) if frame.time_base else 0.0
+        return tick + 0.5 / frame.sample_rate
+
+    def _take(self, frame: av.AudioFrame) -> None:
+        t = None if frame.time is None else float(frame.time)
+        if self._resampler is None:
+            self._new_run(frame, t if t is not None else 0.0)
+            self._feed(frame)
+            return
+        tpl = self._template
+        if (frame.sample_rate, frame.format.name, frame.layout.name) != (tpl.sample_rate, tpl.format.name, tpl.layout.name):
+            # the stream changed its rate or channels: a new run at the frame's own time
+            expected = self._seg_t0 + self._seg_in / tpl.sample_rate
+            self._new_run(frame, t if t is not None else expected)
+            self._feed(frame)
+            return
+        if t is None:
+            self._feed(frame)
+            return
+        sr = frame.sample_rate
+        off = t - (self._seg_t0 + self._seg_in / sr)
+        if off > _REANCHOR_S:
+            self.gaps.append((t - off, off))
+            self._new_run(frame, t)
+        elif off > self._tolerance(frame):
+            silence = round(off * sr)
+            self.gaps.append((t - off, silence / sr))
+            self._feed(_audio_frame_like(frame, None, samples=silence, pts_time=t - off))
+        elif off < -self._tolerance(frame):
+            drop = min(round(-off * sr), frame.samples)
+            self.gaps.append((t, -drop / sr))
+            if drop == frame.samples:
+                return
+            frame = _audio_frame_like(frame, frame.to_ndarray(), skip=drop, pts_time=t + drop / sr)
+        self._feed(frame)
 
     def _decode_more(self) -> bool:
         if self._eof:
@@ -286,52 +413,68 @@ class _AudioCursor:
         frame = next(self._frames, None)
         if frame is None:
             self._eof = True
-            if self._next_n is not None:
-                for out in self._resampler.resample(None):
-                    self._push(out.to_ndarray().reshape(-1))
+            self._flush()
             return False
-        if frame.time is not None:
-            n = round(float(frame.time) * self.rate)
-            if self._next_n is None:
-                self._next_n = self._buf_start = n
-            elif n - self._next_n > _AUDIO_GAP_S * self.rate:
-                # a gap in the stream: silence, so that later sound stays at its own time
-                self._push(np.zeros(n - self._next_n, np.float32))
-        elif self._next_n is None:
-            self._next_n = self._buf_start = 0
-        for out in self._resampler.resample(frame):
-            self._push(out.to_ndarray().reshape(-1))
+        if frame.samples:
+            self._take(frame)
         return True
 
     def _fill_until(self, n_end: int) -> None:
-        while (self._next_n is None or self._next_n < n_end) and self._decode_more():
+        while (not self._chunks or self._end < n_end) and self._decode_more():
             pass
+
+    # -- output side: the absolute sample timeline
 
     @property
     def end_n(self) -> int:
         """Returns the absolute index one past the last sample (only final once the stream is exhausted)."""
-        return self._buf_start + self._buf_len
+        return self._end
+
+    @property
+    def buffered(self) -> int:
+        """Returns how many resampled samples the cursor holds."""
+        return sum(c.size for _, c in self._chunks)
 
     def read(self, n0: int, count: int) -> np.ndarray | None:
-        """Returns samples [n0, n0+count) of the absolute timeline (silence before the stream starts), None past the end."""
+        """Returns samples [n0, n0+count) of the absolute timeline (silence where the stream has none), None past the end.
+
+        Reads move forward: everything before n0 is dropped.
+        """
         self._fill_until(n0 + count)
-        if n0 + count > self.end_n:
+        if n0 + count > self._end:
             return None
-        # drop what lies before n0: the grid only moves forward
-        while self._buf and self._buf_start + self._buf[0].size <= n0:
-            self._buf_start += self._buf[0].size
-            self._buf_len -= self._buf[0].size
-            self._buf.pop(0)
-        data = np.concatenate(self._buf) if len(self._buf) > 1 else (self._buf[0] if self._buf else np.zeros(0, np.float32))
-        self._buf = [data] if data.size else []
+        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= n0:
+            self._chunks.popleft()
         out = np.zeros(count, np.float32)
-        lo = max(n0, self._buf_start)
-        if lo < n0 + count:
-            out[lo - n0:] = data[lo - self._buf_start:n0 + count - self._buf_start]
+        for start, data in self._chunks:
+            if start >= n0 + count:
+                break
+            lo, hi = max(start, n0), min(start + data.size, n0 + count)
+            if hi > lo:
+                out[lo - n0 : hi - n0] = data[lo - start : hi - start]
         return out
 
     def close(self) -> None:
         self.container.close()
+
+
+def _audio_frame_like(
+    frame: av.AudioFrame, data: np.ndarray | None, *, samples: int = 0, skip: int = 0, pts_time: float
+) -> av.AudioFrame:
+    """Returns a frame in `frame`'s format: `samples` of silence (data None), or `data` without its first `skip` samples."""
+    fmt, channels = frame.format, len(frame.layout.channels)
+    if data is None:
+        dtype = np.dtype(_SAMPLE_DTYPES[fmt.name.rstrip("p")])
+        # unsigned 8-bit sound is silent at its midpoint
+        data = np.full((channels, samples) if fmt.is_planar else (1, samples * channels), 128 if dtype == np.uint8 else 0, dtype)
+    elif skip:
+        data = data[:, skip:] if fmt.is_planar else data[:, skip * channels :]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+        out.pts = round(pts_time / float(frame.time_base))
+    return out
 
 
 @dataclass
@@ -363,7 +506,7 @@ class GridReader:
         if self.video.start == math.inf:
             self.close()
             raise MediaError(path, self.video.decoder.error or "video stream has no decodable frame")
-        if self.audio._next_n is None:
+        if self.audio.start_n is None:
             self.close()
             raise MediaError(path, self.audio.decoder.error or "audio stream has no decodable sample")
 
@@ -377,6 +520,22 @@ class GridReader:
     def error(self) -> str | None:
         """Returns the first decode error met so far, if any."""
         return self.video.decoder.error or self.audio.decoder.error
+
+    @property
+    def audio_gaps(self) -> list[tuple[float, float]]:
+        """Returns the holes and overlaps met (and not forgotten) in the audio: (time s, seconds; negative: an overlap)."""
+        return list(self.audio.gaps)
+
+    def audio_gap_seconds(self, t0: float, t1: float) -> float:
+        """Returns the seconds of sound missing or repeated at times in [t0, t1); what lies before t0 is forgotten.
+
+        Windows are asked for in order of their start, so the list stays as
+        short as the gaps of one window, however long the source.
+        """
+        gaps = self.audio.gaps
+        while gaps and gaps[0][0] < t0:
+            gaps.popleft()
+        return sum(abs(d) for t, d in gaps if t < t1)
 
     @property
     def error_times(self) -> list[float]:
@@ -411,7 +570,8 @@ class GridReader:
 # ----------------------------------------------------------------------------- encode
 
 
-def _video_stream(container, *, codec: str, fps: float, width: int, height: int, crf: int, threads: int):
+def _video_stream(container, *, codec: str, fps: float, width: int, height: int, quality: int, threads: int):
+    """Returns a new video stream; `quality` is x264's constant quantiser (libvpx's CRF level): lower is better."""
     rate = Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height = width, height
@@ -419,9 +579,9 @@ def _video_stream(container, *, codec: str, fps: float, width: int, height: int,
     if codec == "libx264":
         # a constant quantiser, not CRF: CRF's macroblock-tree lookahead (in its AVX-512 code)
         # gave other bytes for the same pictures from one call to the next
-        stream.options = {"qp": str(crf), "preset": "veryfast"}
+        stream.options = {"qp": str(quality), "preset": "veryfast"}
     elif codec in ("libvpx", "libvpx-vp9"):
-        stream.options = {"crf": str(max(crf, 4)), "b": "0"}
+        stream.options = {"crf": str(max(quality, 4)), "b": "0"}
     else:
         stream.bit_rate = 4_000_000
     if threads:
@@ -442,8 +602,11 @@ def _yuv_frame(img: np.ndarray) -> av.VideoFrame:
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format="yuv420p")
     i420 = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420).reshape(-1)
     frame = av.VideoFrame(w, h, "yuv420p")
-    planes = (i420[: w * h].reshape(h, w), i420[w * h: w * h * 5 // 4].reshape(h // 2, w // 2),
-              i420[w * h * 5 // 4:].reshape(h // 2, w // 2))
+    planes = (
+        i420[: w * h].reshape(h, w),
+        i420[w * h : w * h * 5 // 4].reshape(h // 2, w // 2),
+        i420[w * h * 5 // 4 :].reshape(h // 2, w // 2),
+    )
     for plane, data in zip(frame.planes, planes):
         pad = plane.line_size - data.shape[1]
         padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
@@ -466,7 +629,7 @@ def write_video(
     *,
     fps: float,
     sample_rate: int = 44_100,
-    crf: int = 18,
+    quality: int = 18,
     vcodec: str | None = None,
     acodec: str | None = None,
     frame_times: Iterable[float] | None = None,
@@ -494,7 +657,9 @@ def write_video(
     tmp = path.with_name(f".{path.name}.partial{ext}")
     container = av.open(str(tmp), "w", options=options)
     try:
-        vs = _video_stream(container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], crf=crf, threads=threads)
+        vs = _video_stream(
+            container, codec=vcodec, fps=fps, width=first.shape[1], height=first.shape[0], quality=quality, threads=threads
+        )
         time_base = Fraction(1, 90_000) if frame_times is not None or video_start_s else 1 / Fraction(fps).limit_denominator(1001)
         vs.time_base = time_base
         vs.codec_context.time_base = time_base
@@ -548,7 +713,7 @@ def _encode_audio(container, stream, a: np.ndarray, *, start_s: float) -> None:
     pts0 = round(start_s * rate)
     planar = fmt.endswith("p")
     for i in range(0, len(a), frame_size):
-        chunk = a[i:i + frame_size]
+        chunk = a[i : i + frame_size]
         if len(chunk) < frame_size and stream.codec_context.frame_size:
             chunk = np.concatenate([chunk, np.zeros((frame_size - len(chunk), a.shape[1]), np.float32)])
         data = chunk.T if planar else chunk.reshape(1, -1)
@@ -579,14 +744,18 @@ def encode_clip(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP)
     """
     frames = np.asarray(frames)
     if frames.shape != (clip.frames, clip.size, clip.size, 3) or frames.dtype != np.uint8:
-        raise ValueError(f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"clip frames must be ({clip.frames}, {clip.size}, {clip.size}, 3) uint8, got {frames.shape} {frames.dtype}"
+        )
     if np.shape(audio) != (clip.samples,):
         raise ValueError(f"clip audio must be ({clip.samples},), got {np.shape(audio)}")
     with tempfile.TemporaryDirectory(prefix="s2v-clip-") as tmp:
         out = Path(tmp) / "clip.mp4"
         container = av.open(str(out), "w", options={"movflags": "+faststart", "fflags": "+bitexact"})
         try:
-            vs = _video_stream(container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, crf=clip.qp, threads=1)
+            vs = _video_stream(
+                container, codec="libx264", fps=clip.fps, width=clip.size, height=clip.size, quality=clip.qp, threads=1
+            )
             vs.codec_context.flags |= av.codec.context.Flags.bitexact
             tb = Fraction(1, clip.fps)
             vs.time_base = tb

@@ -1,9 +1,9 @@
-"""Per-source work as Ray tasks: the driver plans and commits, any node of the cluster decodes, checks and cuts.
+"""Work as Ray tasks: the driver plans and commits, any node of the cluster does the per-item work.
 
-A task is `run(job)` (`executors.run_one`), which reads the source and writes
-the sidecar and part tar at the absolute paths in the job, so every node must
-see the data folder at the same path (a shared POSIX filesystem: see
-docs/scaling.md). The results do not depend on where a task ran: the commit
+For a build, a task is `run(job)` (`executors.run_one`), which reads the
+source and writes the sidecar and part tar at the URLs in the job, so every
+node must reach the data folder: the same bucket (s3://, gs://) or a shared
+POSIX filesystem at the same path (docs/scaling.md). The results do not depend on where a task ran: the commit
 on the driver reads them in registry order, and `encode_clip` makes the same
 bytes from the same pictures (see docs/scaling.md for what the nodes need).
 
@@ -18,9 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
-from s2vdata.build import SourceJob, SourceOutcome
+from s2vdata.jobs import failed
+
+T = TypeVar("T")  # a job
+R = TypeVar("R")  # its result
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,9 @@ INSTALL_HINT = "--executor ray needs Ray: pip install 's2v[ray]'"
 MAX_RETRIES = 3  # a task whose worker dies is run again up to this many times
 # environment every Ray process of ours gets: Ray must never phone home (no internet on data machines, and no surprise)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
-JOIN_HINT = "start the head with `ray start --head --port=6379` and pass its host:port, or leave --ray-address out for a local instance"
+JOIN_HINT = (
+    "start the head with `ray start --head --port=6379` and pass its host:port, or leave --ray-address out for a local instance"
+)
 CONNECT_TIMEOUT_S = 10.0  # how long a cluster's head may take to accept a connection
 MIN_IN_FLIGHT = 8  # tasks kept submitted even on a tiny cluster, so no CPU waits for the driver
 
@@ -63,8 +68,10 @@ def _join_failure(error: BaseException) -> str:
         chain.append(chain[-1].__cause__)
     text = " ".join(str(e) for e in chain)
     if "InvalidAuthToken" in text or "AuthenticationError" in text:
-        return ("the cluster wants an authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
-                "(or the token file) as on the cluster's nodes; see docs/scaling.md")
+        return (
+            "the cluster wants an authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+            "(or the token file) as on the cluster's nodes; see docs/scaling.md"
+        )
     return f"{str(error).splitlines()[0].rstrip('.')}; {JOIN_HINT}"
 
 
@@ -86,16 +93,22 @@ def start_ray(*, ray_address: str | None = None, num_cpus: int | None = None) ->
         _check_reachable(ray_address)
         try:
             # the cluster's workers do not inherit this process's environment: give it to them with the job
-            ray.init(address=ray_address, runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(
+                address=ray_address, runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False, logging_level=logging.WARNING
+            )
         except ConnectionError as e:
             raise ValueError(f"Ray address {ray_address!r}: {_join_failure(e)}") from e
     else:
         # a local instance and its workers inherit os.environ; a job runtime_env here would only
         # make Ray start fresh workers instead of its prestarted ones (seconds on a small machine)
         # address="local": ray.init(address=None) would join a `ray start` cluster it finds on this machine
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     return True
 
 
@@ -105,17 +118,25 @@ def _lost_reason(error: Exception) -> str:
     return f"ray task lost after {MAX_RETRIES} retries: {type(error).__name__}: {first}"[:300]
 
 
-def run_ray(work: Iterable[SourceJob], *, ray_address: str | None = None,
-            run: Callable[[SourceJob], SourceOutcome], max_in_flight: int | None = None) -> Iterator[SourceOutcome]:
-    """Yields the outcome of every job, in completion order, each run as a Ray task.
+def run_ray(
+    work: Iterable[T],
+    *,
+    ray_address: str | None = None,
+    run: Callable[[T], R],
+    max_in_flight: int | None = None,
+    lost: Callable[[T, str], R] | None = None,
+) -> Iterator[R]:
+    """Yields the result of `run` on every item of work, in completion order, each run as a Ray task.
 
-    `run` must never raise for a bad source (`executors.run_one` turns errors
+    `run` must never raise for a bad item (`executors.run_one` turns errors
     into failed outcomes); should it raise anyway, or should a task's worker
-    die more than MAX_RETRIES times, that source becomes a failed outcome with
-    the reason, and the other sources go on. At most `max_in_flight` tasks are
-    submitted at once (default: twice the cluster's CPUs, at least
-    MIN_IN_FLIGHT), so a plan of 100,000 sources does not flood the scheduler.
+    die more than MAX_RETRIES times, that item's result is `lost(item,
+    reason)` (default: a failed SourceOutcome), and the others go on. At most
+    `max_in_flight` tasks are submitted at once (default: twice the cluster's
+    CPUs, at least MIN_IN_FLIGHT), so a plan of 100,000 items does not flood
+    the scheduler. Builds run sources this way; fetch runs URLs.
     """
+    lost = lost or (lambda job, reason: failed(job, reason))
     ray = _import_ray()
     work = list(work)
     if not work:
@@ -144,14 +165,17 @@ def run_ray(work: Iterable[SourceJob], *, ray_address: str | None = None,
                     outcome = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     cause = getattr(e, "cause", e)
-                    log.error("%s: task raised: %s", job.path, e)
-                    outcome = SourceOutcome(job.source_id, "failed",
-                                            reason=f"task raised: {type(cause).__name__}: {cause}".splitlines()[0][:300])
-                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.OutOfMemoryError, ray.exceptions.ObjectLostError,
-                        ray.exceptions.TaskCancelledError) as e:
-                    log.error("%s: %s", job.path, _lost_reason(e))
-                    outcome = SourceOutcome(job.source_id, "failed", reason=_lost_reason(e))
+                    log.error("%s: task raised: %s", job, e)
+                    outcome = lost(job, f"task raised: {type(cause).__name__}: {cause}".splitlines()[0][:300])
+                except (
+                    ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.NodeDiedError,
+                    ray.exceptions.OutOfMemoryError,
+                    ray.exceptions.ObjectLostError,
+                    ray.exceptions.TaskCancelledError,
+                ) as e:
+                    log.error("%s: %s", job, _lost_reason(e))
+                    outcome = lost(job, _lost_reason(e))
                 yield outcome
             submit()
     finally:

@@ -34,6 +34,7 @@ from s2vdata.synth_scenes import PLANS, Geometry, ScenePlan
 
 if TYPE_CHECKING:
     from s2vdata.ingest import IngestReport
+    from s2vdata.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,9 @@ def camera_path(*, kind: str, strength: float, geo: Geometry, rng: np.random.Gen
     return path
 
 
-def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator) -> Callable[[], Iterator[np.ndarray]]:
+def _camera(
+    plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: np.random.Generator
+) -> Callable[[], Iterator[np.ndarray]]:
     """Returns a frame factory that films the world through a moving camera (pan, zoom or shake)."""
     path = camera_path(kind=kind, strength=strength, geo=geo, rng=rng)
     m, w, h = geo.margin, geo.width, geo.height
@@ -248,7 +251,11 @@ def _camera(plan: ScenePlan, *, geo: Geometry, kind: str, strength: float, rng: 
 
 def _unrelated_onsets(rng: np.random.Generator, *, onsets: list[int], share: float, sample_rate: int, n: int) -> list[int]:
     """Returns the onsets with `share` of them moved to random times away (>= 0.3 s) from every visual event."""
-    moved = set(rng.choice(len(onsets), size=int(round(np.clip(share, 0, 1) * len(onsets))), replace=False).tolist()) if onsets else set()
+    moved = (
+        set(rng.choice(len(onsets), size=int(round(np.clip(share, 0, 1) * len(onsets))), replace=False).tolist())
+        if onsets
+        else set()
+    )
     keep_away = int(0.3 * sample_rate)
     out = list(onsets)
     for j in sorted(moved):
@@ -270,7 +277,7 @@ def synth_sources(
     target: str,
     count: int,
     seed: int,
-    data_dir: Path,
+    data_dir: Location | Path | str,
     seconds: float = 12.0,
     defect: str | None = None,
     strength: float | None = None,
@@ -282,12 +289,14 @@ def synth_sources(
     """
     from s2vdata.ingest import register_files
     from s2vdata.media import write_video
+    from s2vdata.storage import Location
 
     if count < 1:
         raise ValueError(f"count={count}: ask for at least one source")
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".synth-", dir=data_dir))
+    data_dir = Location(data_dir)
+    # rendered beside the data on a local disk (one rename away), in the temporary folder for a bucket
+    data_dir.mkdir()
+    work = Path(tempfile.mkdtemp(prefix=".synth-", dir=data_dir.path if data_dir.is_local else None))
     try:
         paths, origins = [], []
         for i in range(count):
@@ -296,7 +305,15 @@ def synth_sources(
             fps = FRAME_RATES[int(pick.integers(0, len(FRAME_RATES)))]
             rate = SAMPLE_RATES[int(pick.integers(0, len(SAMPLE_RATES)))]
             scene = render(
-                target, seed=(seed, i), seconds=seconds, fps=fps, sample_rate=rate, width=width, height=height, defect=defect, strength=strength
+                target,
+                seed=(seed, i),
+                seconds=seconds,
+                fps=fps,
+                sample_rate=rate,
+                width=width,
+                height=height,
+                defect=defect,
+                strength=strength,
             )
             tag = f"-{defect}" if defect else ""
             path = work / f"synth-{target}{tag}-{seed}-{i:04d}.mp4"

@@ -63,7 +63,9 @@ class Geometry:
         return self.margin + frac * self.height
 
 
-def _colour(rng: np.random.Generator, *, sat: tuple[float, float], val: tuple[float, float], hue: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+def _colour(
+    rng: np.random.Generator, *, sat: tuple[float, float], val: tuple[float, float], hue: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
     """Returns a random RGB colour (float, 0..255) within the given HSV ranges."""
     r, g, b = colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*sat), rng.uniform(*val))
     return np.array([r, g, b]) * 255.0
@@ -128,7 +130,9 @@ def indoor_background(rng: np.random.Generator, geo: Geometry) -> np.ndarray:
     return img
 
 
-def event_frames(rng: np.random.Generator, geo: Geometry, *, first_s: tuple[float, float], gap_s: tuple[float, float], tail_s: float) -> list[int]:
+def event_frames(
+    rng: np.random.Generator, geo: Geometry, *, first_s: tuple[float, float], gap_s: tuple[float, float], tail_s: float
+) -> list[int]:
     """Returns irregular event frames: the first in first_s, then gaps drawn from gap_s, ending tail_s before the end.
 
     The largest gap stays under 4 s so every 4-second clip window holds at least one event.
@@ -284,7 +288,14 @@ def plan_mouth(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
     def paint(img: np.ndarray, i: int) -> None:
         bottom = img.shape[0]
         cv2.ellipse(img, (int(cx), int(cy + 1.6 * fh)), (int(1.6 * fw), int(0.9 * fh)), 0, 0, 360, _rgb(shirt), -1, LINE)
-        cv2.rectangle(img, (int(cx - 0.45 * fw), int(cy + 0.5 * fh)), (int(cx + 0.45 * fw), int(min(cy + 1.1 * fh, bottom))), _rgb(skin * 0.85), -1, LINE)
+        cv2.rectangle(
+            img,
+            (int(cx - 0.45 * fw), int(cy + 0.5 * fh)),
+            (int(cx + 0.45 * fw), int(min(cy + 1.1 * fh, bottom))),
+            _rgb(skin * 0.85),
+            -1,
+            LINE,
+        )
         cv2.ellipse(img, (int(cx), int(cy - 0.15 * fh)), (int(1.08 * fw), int(1.0 * fh)), 0, 0, 360, _rgb(hair), -1, LINE)
         open_h = opening[i] * mh
         drop = 0.6 * open_h  # the jaw drops as the mouth opens: the chin moves with the sound too
@@ -294,14 +305,31 @@ def plan_mouth(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
             ex, ey = int(cx + side * 0.38 * fw), int(cy - 0.18 * fh)
             cv2.ellipse(img, (ex, ey), (int(0.18 * fw), int(0.09 * fh)), 0, 0, 360, (240, 240, 240), -1, LINE)
             cv2.circle(img, (ex, ey), int(0.08 * fw), (40, 30, 25), -1, LINE)
-            cv2.line(img, (int(ex - 0.2 * fw), int(ey - 0.16 * fh)), (int(ex + 0.2 * fw), int(ey - 0.18 * fh)), _rgb(hair * 0.7), max(2, int(0.03 * fw)), LINE)
+            cv2.line(
+                img,
+                (int(ex - 0.2 * fw), int(ey - 0.16 * fh)),
+                (int(ex + 0.2 * fw), int(ey - 0.18 * fh)),
+                _rgb(hair * 0.7),
+                max(2, int(0.03 * fw)),
+                LINE,
+            )
         cv2.ellipse(img, (int(cx), int(cy + 0.15 * fh)), (int(0.1 * fw), int(0.14 * fh)), 0, 0, 360, _rgb(skin * 0.85), -1, LINE)
         w = mw * shape_w[i]
         mc = my + 0.5 * drop
         cv2.ellipse(img, (int(cx), int(mc)), (int(w), int(0.16 * mw + open_h)), 0, 0, 360, _rgb(lips), -1, LINE)
         if open_h >= 1.0:
             cv2.ellipse(img, (int(cx), int(mc)), (int(0.82 * w), int(open_h)), 0, 0, 360, (60, 15, 20), -1, LINE)
-            cv2.ellipse(img, (int(cx), int(mc - 0.7 * open_h)), (int(0.55 * w), max(1, int(0.25 * open_h))), 0, 0, 360, (235, 235, 225), -1, LINE)
+            cv2.ellipse(
+                img,
+                (int(cx), int(mc - 0.7 * open_h)),
+                (int(0.55 * w), max(1, int(0.25 * open_h))),
+                0,
+                0,
+                360,
+                (235, 235, 225),
+                -1,
+                LINE,
+            )
         else:
             cv2.line(img, (int(cx - 0.85 * w), int(mc)), (int(cx + 0.85 * w), int(mc)), (90, 30, 35), 2, LINE)
 
@@ -382,7 +410,14 @@ def plan_fireworks(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                 u = (i - (k - rise)) / rise
                 prev = max(u - 1.0 / rise, 0.0)
                 pos = [(b["x0"] + (b["xb"] - b["x0"]) * v, b["y0"] + (b["yb"] - b["y0"]) * (1 - (1 - v) ** 2)) for v in (prev, u)]
-                cv2.line(img, (int(pos[0][0]), int(pos[0][1]) + 3 * dot), (int(pos[1][0]), int(pos[1][1])), (200, 140, 60), max(1, dot // 2), LINE)
+                cv2.line(
+                    img,
+                    (int(pos[0][0]), int(pos[0][1]) + 3 * dot),
+                    (int(pos[1][0]), int(pos[1][1])),
+                    (200, 140, 60),
+                    max(1, dot // 2),
+                    LINE,
+                )
                 cv2.circle(img, (int(pos[1][0]), int(pos[1][1])), dot, (255, 230, 170), -1, LINE)
             elif i >= k:
                 u = (i - k) / geo.fps
@@ -401,9 +436,14 @@ def plan_fireworks(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
                     white = 0.8 * 255 + 0.2 * b["colour"]
                     cv2.circle(img, (int(b["xb"]), int(b["yb"])), core, _rgb(sky + (white - sky) * flash), -1, LINE)
 
-
-    return ScenePlan(canvas=canvas, margin=geo.margin, event_frames=events, paint=paint,
-                     sound=_mixed([b["bang"] for b in bursts]), floor_db=-50.0)
+    return ScenePlan(
+        canvas=canvas,
+        margin=geo.margin,
+        event_frames=events,
+        paint=paint,
+        sound=_mixed([b["bang"] for b in bursts]),
+        floor_db=-50.0,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- sea
@@ -424,20 +464,48 @@ def plan_sea(rng: np.random.Generator, geo: Geometry) -> ScenePlan:
     t_sky = np.clip(yy / max(horizon, 1), 0, 1)
     t_sea = np.clip((yy - horizon) / (shore - horizon), 0, 1)
     t_sand = np.clip((yy - shore) / (hc - shore), 0, 1)
-    img = np.where(yy < horizon, sky_top * (1 - t_sky) + sky_low * t_sky, np.where(yy < shore, sea_far * (1 - t_sea) + sea_near * t_sea, sand_a * (1 - t_sand) + sand_b * t_sand))
+    img = np.where(
+        yy < horizon,
+        sky_top * (1 - t_sky) + sky_low * t_sky,
+        np.where(yy < shore, sea_far * (1 - t_sea) + sea_near * t_sea, sand_a * (1 - t_sand) + sand_b * t_sand),
+    )
     img = img + np.zeros((1, wc, 1), dtype=np.float32)
     texture = _smooth_noise(rng, h=hc, w=wc, cells=int(rng.integers(6, 12)))
     img += (10 * texture)[..., None]
     xx = np.arange(wc, dtype=np.float32)[None, :]
-    ripples = np.sin(2 * np.pi * np.maximum(yy[..., 0] - horizon, 0) ** 0.8 / 6.0 + 0.02 * xx) * (yy[..., 0] > horizon) * (yy[..., 0] < shore)
+    ripples = (
+        np.sin(2 * np.pi * np.maximum(yy[..., 0] - horizon, 0) ** 0.8 / 6.0 + 0.02 * xx)
+        * (yy[..., 0] > horizon)
+        * (yy[..., 0] < shore)
+    )
     img += (8 * ripples)[..., None]
     canvas = np.clip(img, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(2, 6))):  # clouds and rocks give the picture fixed landmarks
         cloud = (int(rng.uniform(0, wc)), int(rng.uniform(0, horizon * 0.9)))
-        cv2.ellipse(canvas, cloud, (int(rng.uniform(0.06, 0.18) * s), int(rng.uniform(0.02, 0.05) * s)), 0, 0, 360, (245, 245, 245), -1, LINE)
+        cv2.ellipse(
+            canvas,
+            cloud,
+            (int(rng.uniform(0.06, 0.18) * s), int(rng.uniform(0.02, 0.05) * s)),
+            0,
+            0,
+            360,
+            (245, 245, 245),
+            -1,
+            LINE,
+        )
     for _ in range(int(rng.integers(1, 5))):
         rock = (int(rng.uniform(0, wc)), int(rng.uniform(shore + 0.35 * (hc - shore), hc)))
-        cv2.ellipse(canvas, rock, (int(rng.uniform(0.02, 0.07) * s), int(rng.uniform(0.015, 0.04) * s)), 0, 0, 360, _rgb(sand_a * 0.45), -1, LINE)
+        cv2.ellipse(
+            canvas,
+            rock,
+            (int(rng.uniform(0.02, 0.07) * s), int(rng.uniform(0.015, 0.04) * s)),
+            0,
+            0,
+            360,
+            _rgb(sand_a * 0.45),
+            -1,
+            LINE,
+        )
 
     events = event_frames(rng, geo, first_s=(1.1, 2.0), gap_s=(1.2, 3.2), tail_s=0.5)
     foam_tex = 0.6 + 0.4 * np.clip(_smooth_noise(rng, h=hc, w=wc, cells=int(wc / (0.03 * s))) + 0.5, 0, 1)

@@ -114,7 +114,9 @@ def splash(rng: np.random.Generator, *, sample_rate: int) -> np.ndarray:
     """Returns the slap of a breaking wave: a bright noise burst decaying over about 0.1 s (peak 1)."""
     n = int(0.4 * sample_rate)
     t = np.arange(n) / sample_rate
-    x = _shaped_noise(rng, n=n, sample_rate=sample_rate, gain=lambda f: 1.0 / (1.0 + (f / 6000.0) ** 2)) * np.exp(-t / rng.uniform(0.03, 0.06))
+    x = _shaped_noise(rng, n=n, sample_rate=sample_rate, gain=lambda f: 1.0 / (1.0 + (f / 6000.0) ** 2)) * np.exp(
+        -t / rng.uniform(0.03, 0.06)
+    )
     return (x / (np.abs(x).max() + 1e-12)).astype(np.float32)
 
 

@@ -40,6 +40,7 @@ class Target:
     speech_max: float = 0.03  # share of the window's frames with a voice (silero-vad)
     speech_unexplained_max: float = 0.03  # share of the window's frames with a voice and nothing moving near them
     music_max: float = 0.03  # share of the window's frames with sustained tones that are not a voice
+    audio_gap_max_ms: float = 250.0  # sound the stream's timestamps say is missing (holes) or repeated (overlaps), ms
 
 
 SHIPPED: dict[str, Target] = {

@@ -7,10 +7,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from s2vdata.clips import ClipError, decode_clip, iter_shard
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.manifest import clip_sha256, read_manifest
-from s2vdata.media import MediaError, decode_clip_audio, decode_clip_video
-from s2vdata.shards import read_members
+from s2vdata.storage import Location
 
 
 def check_clip(parts: dict[str, bytes], row: dict, *, clip: ClipSpec = CLIP) -> str | None:
@@ -28,21 +28,21 @@ def check_clip(parts: dict[str, bytes], row: dict, *, clip: ClipSpec = CLIP) -> 
     if meta.get("clip_id") != row["clip_id"] or meta.get("sha256") != row["sha256"]:
         return "json member does not match the manifest row"
     try:
-        frames = decode_clip_video(parts["mp4"])
-        audio, rate = decode_clip_audio(parts["flac"])
-    except MediaError as e:
+        decode_clip(parts, name=row["clip_id"], clip=clip)
+    except ClipError as e:
         return e.reason
-    if frames.shape != (clip.frames, clip.size, clip.size, 3):
-        return f"video is {frames.shape}, expected ({clip.frames}, {clip.size}, {clip.size}, 3)"
-    if rate != clip.sample_rate or audio.shape != (clip.samples,):
-        return f"audio is {audio.shape} at {rate} Hz, expected ({clip.samples},) at {clip.sample_rate} Hz"
     return None
 
 
-def verify_manifest(manifest: Path, *, on_clip: Callable[[], None] | None = None,
-                    on_total: Callable[[int], None] | None = None) -> tuple[list[tuple[str, str]], int]:
-    """Returns ([(clip_id, problem)], clips checked) for every row of a manifest."""
-    manifest = Path(manifest)
+def verify_manifest(
+    manifest: Location | Path | str, *, on_clip: Callable[[], None] | None = None, on_total: Callable[[int], None] | None = None
+) -> tuple[list[tuple[str, str]], int]:
+    """Returns ([(clip_id, problem)], clips checked) for every row of a manifest.
+
+    A shard that is missing or damaged (its tar unreadable at any point) is
+    reported for every clip it should hold that was not checked before the damage.
+    """
+    manifest = Location(manifest)
     df = read_manifest(manifest)
     rows = df.to_dict("records")
     if on_total:
@@ -52,21 +52,26 @@ def verify_manifest(manifest: Path, *, on_clip: Callable[[], None] | None = None
         by_shard[r["shard"]].append(r)
     problems = []
     for shard, shard_rows in by_shard.items():
-        path = manifest.parent / shard
+        wanted = {r["key"]: r for r in shard_rows}
+        checked: set[str] = set()
+        broken = None
         try:
-            members = read_members(path, {r["key"] for r in shard_rows}) if path.exists() else None
-        except (OSError, EOFError) as e:
-            members = None
-            reason = f"shard {shard} unreadable: {e}"
-        else:
-            reason = f"shard {shard} is missing"
-        for r in shard_rows:
-            if members is None:
-                problems.append((r["clip_id"], reason))
-            else:
-                problem = check_clip(members.get(r["key"], {}), r) if r["key"] in members else f"not in shard {shard}"
+            for key, parts in iter_shard(manifest.parent.resolve(shard)):
+                row = wanted.get(key)
+                if row is None or key in checked:
+                    continue
+                problem = check_clip(parts, row)
                 if problem:
-                    problems.append((r["clip_id"], problem))
+                    problems.append((row["clip_id"], problem))
+                checked.add(key)
+                if on_clip:
+                    on_clip()
+        except ClipError as e:
+            broken = f"shard {shard}: {e.reason}"
+        for r in shard_rows:
+            if r["key"] in checked:
+                continue
+            problems.append((r["clip_id"], broken or f"not in shard {shard}"))
             if on_clip:
                 on_clip()
     return problems, len(rows)

@@ -34,6 +34,18 @@ def judge(windows: list[dict], target: Target) -> list[list[CheckResult]]:
         errors = w["scores"].get("decode_errors", 0.0)
         if errors:
             failed.insert(0, CheckResult("decode", False, errors, 0.0, "the decoder skipped damaged data in this window"))
+        gap = w["scores"].get("audio_gap_ms", 0.0)
+        if gap > target.audio_gap_max_ms:
+            failed.insert(
+                0,
+                CheckResult(
+                    "audio_gap",
+                    False,
+                    gap,
+                    target.audio_gap_max_ms,
+                    "the sound has holes or overlaps here (silence fills them, so timing holds, but sound is missing)",
+                ),
+            )
         out.append(failed)
     return out
 

@@ -179,31 +179,39 @@ def evaluate(
     strip_count: int = typer.Option(4, "--strip-count", min=1, help="How many clips get a strip."),
     limit: int = typer.Option(0, "--limit", min=0, help="Evaluate only the first N clips (0 = all)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    fvd: bool = typer.Option(True, "--fvd/--no-fvd", help="Also compute FVD (Kinetics-400 I3D, 16 frames at 224 px) against the real clips."),
 ) -> None:
-    """Score a checkpoint on every clip of a split: l1/psnr/ssim against the real frames, av_sync/av_align against the sound."""
+    """Score a checkpoint on every clip of a split: l1/psnr/ssim against the real frames, av_sync/av_align against the sound, FVD."""
     from s2vmodel.checkpoint import CheckpointError
     from s2vmodel.data import DataError
-    from s2vmodel.evaluate import BASELINES, METRICS, evaluate as run_evaluate, write_json
+    from s2vmodel.evaluate import BASELINES, COLUMNS, evaluate as run_evaluate, write_json
+    from s2vmodel.i3d import I3DWeightsError
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"evaluate {split}", total=None)
         try:
             result = run_evaluate(
                 checkpoint=checkpoint, manifest=manifest, split=split, strips_dir=strips, strips=strip_count, limit=limit,
-                device=device, on_clip=lambda done, total: progress.update(task, completed=done, total=total),
+                device=device, fvd=fvd, on_clip=lambda done, total: progress.update(task, completed=done, total=total),
             )
-        except (CheckpointError, DataError, FileNotFoundError, ValueError) as err:
+        except (CheckpointError, DataError, I3DWeightsError, FileNotFoundError, ValueError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(code=1) from None
     table = Table(title=f"{manifest} split {split}: {result['clips']} clips")
     table.add_column("")
-    for metric in METRICS:
+    for metric in COLUMNS:
         table.add_column(metric, justify="right")
     for name in BASELINES:
-        cells = [("—" if result[name][m] is None else f"{result[name][m]:.4f}") for m in METRICS]
+        cells = [("—" if result[name][m] is None else f"{result[name][m]:.4f}") for m in COLUMNS]
         table.add_row(name, *cells)
     typer.echo("")
     Console().print(table)
+    if result["fvd"] is not None:
+        protocol = result["fvd"]
+        console.print(f"fvd: {protocol['windows']} windows of {protocol['frames']} frames at {protocol['size']} px from "
+                      f"{protocol['clips']} clips, against the real clips' windows")
+        if protocol["note"]:
+            console.print(f"[yellow]note:[/yellow] {protocol['note']}")
     for name in result["skipped"]:
         console.print(f"[yellow]skipped malformed clip:[/yellow] {name}")
     if json_out is not None:

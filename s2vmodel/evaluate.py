@@ -8,6 +8,10 @@ can do on appearance, and zero on motion) and `real` (the real clip, for the
 measures that compare against the sound). Real frames are seen the way the
 trainer sees them, minus the randomness: the centre 256x256 of the 286x286
 frame, resized to 64x64 with an area filter.
+
+FVD (`s2vmodel.fvd`) compares the set of generated (or still) videos with the set
+of real ones: every clip's 7 non-overlapping 16-frame windows, at the model's
+size, resized to 224 for the Kinetics-400 I3D.
 """
 
 from __future__ import annotations
@@ -25,17 +29,20 @@ import torch
 
 from s2vdata.media import MediaError
 from s2vdata.shards import read_members
+from s2vmodel import fvd as fvd_metric
 from s2vmodel import metrics
 from s2vmodel.checkpoint import load_generator
 from s2vmodel.config import DataConfig
 from s2vmodel.data import ClipRef, decode_sample, load_clip_refs
 from s2vmodel.generate import generate_array, make_strip, strip_times, write_png
+from s2vmodel.i3d import load_i3d
 
 log = logging.getLogger(__name__)
 
 METRICS = ("l1", "psnr", "ssim", "av_sync", "av_align")  # the keys of each baseline's result
 APPEARANCE = ("l1", "psnr", "ssim")  # against the real frames: not defined for `real` itself
 BASELINES = ("model", "still", "real")
+COLUMNS = (*METRICS, "fvd")  # per-clip means, then FVD of the whole set against the real clips
 
 
 def eval_frames(frames: np.ndarray, *, size: int, crop: int = DataConfig.crop) -> np.ndarray:
@@ -78,6 +85,47 @@ def summarise(per_clip: list[dict[str, dict[str, float | None]]]) -> dict[str, d
     return summary
 
 
+class Embeddings:
+    """I3D embeddings of every clip's FVD windows, per baseline, and the FVD of model and still against real."""
+
+    def __init__(self, *, device: str) -> None:
+        self.device = device
+        self.rows: dict[str, list[np.ndarray]] = {name: [] for name in BASELINES}
+        self.clips = 0
+
+    def add(self, *, generated: np.ndarray, real: np.ndarray) -> None:
+        """Embeds the windows of one clip's generated, still and real videos ((T, H, W, 3) uint8, same shape)."""
+        windows = {"model": fvd_metric.clip_windows(generated), "real": fvd_metric.clip_windows(real)}
+        for name, clips in windows.items():
+            self.rows[name].append(fvd_metric.i3d_embeddings(clips, device=self.device))
+        # every window of a still video is the same 16 copies of frame 0: embed one, count it per window
+        still = fvd_metric.i3d_embeddings(np.repeat(real[None, :1], fvd_metric.FVD_FRAMES, axis=1), device=self.device)
+        self.rows["still"].append(np.repeat(still, len(windows["real"]), axis=0))
+        self.clips += 1
+
+    def distances(self) -> dict[str, float | None]:
+        """Returns {baseline: FVD against the real windows} (None for `real` itself, or with under 2 windows)."""
+        if self.clips == 0 or sum(len(r) for r in self.rows["real"]) < 2:
+            return {name: None for name in BASELINES}
+        real = np.concatenate(self.rows["real"])
+        out: dict[str, float | None] = {"real": None}
+        for name in ("model", "still"):
+            out[name] = fvd_metric.frechet_distance(np.concatenate(self.rows[name]), real)
+        return out
+
+    def protocol(self) -> dict:
+        """Returns how FVD was measured here, and a warning when the clips are too few."""
+        windows = sum(len(r) for r in self.rows["real"])
+        return {
+            "frames": fvd_metric.FVD_FRAMES,
+            "size": fvd_metric.FVD_SIZE,
+            "features": "Kinetics-400 I3D logits (400)",
+            "clips": self.clips,
+            "windows": windows,
+            "note": fvd_metric.fvd_note(self.clips),
+        }
+
+
 def iter_clips(refs: list[ClipRef]) -> Iterator[tuple[ClipRef, dict[str, bytes] | None]]:
     """Yields (ref, raw sample or None if missing) for each clip, reading each shard once."""
     by_shard: dict[Path, list[ClipRef]] = defaultdict(list)
@@ -91,22 +139,27 @@ def iter_clips(refs: list[ClipRef]) -> Iterator[tuple[ClipRef, dict[str, bytes] 
 
 @torch.no_grad()
 def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_dir: Path | None = None, strips: int = 4,
-             limit: int = 0, device: str = "cpu", on_clip: Callable[[int, int], None] | None = None) -> dict:
+             limit: int = 0, device: str = "cpu", fvd: bool = True,
+             on_clip: Callable[[int, int], None] | None = None) -> dict:
     """Returns the evaluation of a checkpoint on one split of a manifest, as a JSON-ready dict.
 
     {"model": {metric: mean}, "still": {...}, "real": {...}, "clips": N, "split": split,
-    "skipped": [names], "per_clip": [{"clip_id", "model", "still", "real"}], ...}; metrics are
-    l1, psnr, ssim (frames 1..119 against the real ones) and av_sync, av_align (motion
-    against the sound, all 120 frames). `strips_dir` gets Figure-2 strips of the first
+    "skipped": [names], "per_clip": [{"clip_id", "model", "still", "real"}], "fvd": {protocol}, ...};
+    metrics are l1, psnr, ssim (frames 1..119 against the real ones), av_sync, av_align (motion
+    against the sound, all 120 frames), and fvd (the set against the real clips; None for
+    `real`, and everywhere when `fvd` is False). `strips_dir` gets Figure-2 strips of the first
     `strips` clips; `limit` > 0 evaluates only that many clips; `on_clip(done, total)`
     reports progress.
     """
+    if fvd:
+        load_i3d()  # fail before generating anything when the I3D weights are not installed
     model, config = load_generator(checkpoint, map_location=device)
     refs = load_clip_refs([Path(manifest)], split=split)
     if limit > 0:
         refs = refs[:limit]
     per_clip: list[dict] = []
     skipped: list[str] = []
+    embeddings = Embeddings(device=device) if fvd else None
     for done, (ref, sample) in enumerate(iter_clips(refs), start=1):
         try:
             if sample is None:
@@ -122,6 +175,8 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
         generated = generate_array(model, image=real[0], audio=wave)[: len(real)]
         scores = clip_scores(generated=generated, real=real, audio=wave)
         per_clip.append({"clip_id": ref.clip_id, **scores})
+        if embeddings is not None:
+            embeddings.add(generated=generated, real=real)
         if strips_dir is not None and len(per_clip) <= strips:
             times = strip_times(len(real))
             strip = make_strip(image=real[0], generated=[generated[t] for t in times], times=times,
@@ -129,8 +184,13 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
             write_png(Path(strips_dir) / f"{ref.clip_id}.png", strip)
         if on_clip:
             on_clip(done, len(refs))
+    summary = summarise(per_clip)
+    distances = embeddings.distances() if embeddings is not None else dict.fromkeys(BASELINES)
+    for name in BASELINES:
+        summary[name]["fvd"] = distances[name]
     return {
-        **summarise(per_clip),
+        **summary,
+        "fvd": embeddings.protocol() if embeddings is not None else None,
         "clips": len(per_clip),
         "split": split,
         "skipped": skipped,

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flashclick import lenient_targets, make_source
 from s2vdata.cli import app
 from s2vdata.media import write_video
 from s2vdata.registry import Registry
+
+from flashclick import lenient_targets, make_source
 
 runner = CliRunner()
 S2VDATA = [sys.executable, "-m", "s2vdata.cli"]
@@ -58,6 +59,7 @@ def bad_dir(tmp_path_factory) -> Path:
     write_video(d / "soundonly.mkv", [np.zeros((64, 64, 3), np.uint8)], None, fps=30)  # placeholder, replaced below
     (d / "soundonly.mkv").unlink()
     import soundfile as sf
+
     sf.write(d / "soundonly.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
     make_source(d / "small.mp4", seconds=5, size=(200, 150))
     make_source(d / "short.mp4", seconds=3, size=(320, 288))
@@ -84,8 +86,14 @@ def test_bad_sources_each_end_with_a_reason(tmp_path, bad_dir):
     for r in rej.to_dict("records"):
         by_source.setdefault(Path(rows_by_id(tmp_path)[r["source_id"]]["origin"]).name, set()).add(r["check"])
     expected = {
-        "empty.mp4": "decode", "notvideo.mp4": "decode", "nosound.mp4": "streams", "soundonly.wav": "streams",
-        "small.mp4": "size", "short.mp4": "duration", "silent.mp4": "audio_db", "still.mp4": "motion",
+        "empty.mp4": "decode",
+        "notvideo.mp4": "decode",
+        "nosound.mp4": "streams",
+        "soundonly.wav": "streams",
+        "small.mp4": "size",
+        "short.mp4": "duration",
+        "silent.mp4": "audio_db",
+        "still.mp4": "motion",
     }
     for name, check in expected.items():
         assert check in by_source.get(name, set()), (name, by_source.get(name))
@@ -122,10 +130,12 @@ def reference(tmp_path_factory):
 
 def same_but_origin(a: Path, b: Path) -> bool:
     """Returns whether two manifests are byte for byte the same once the origin column (absolute paths) is blanked."""
+
     def text(p: Path) -> str:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
         df["origin"] = ""
         return df.to_csv(index=False)
+
     return text(a) == text(b)
 
 
@@ -164,16 +174,28 @@ def test_same_manifest_whatever_jobs(reference, tmp_path):
 def test_three_kills_then_a_build_equal_an_uninterrupted_build(reference, tmp_path):
     other = fresh_copy(reference, tmp_path / "killed")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    for delay in (1.5, 3.0, 4.5):
-        proc = subprocess.Popen(S2VDATA + ["build", "--target", "lenient", "--targets", "targets.toml", "--jobs", "2"], cwd=other, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(delay)
+    shards = other / "data" / "shards" / "lenient"
+    # two kills while sources are worked on, one as soon as the commit writes its first shard
+    for when in (1.5, 3.0, "commit"):
+        proc = subprocess.Popen(
+            S2VDATA + ["build", "--target", "lenient", "--targets", "targets.toml", "--jobs", "2"],
+            cwd=other,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if when == "commit":
+            while proc.poll() is None and not any(shards.glob("*.tar")) and not any(shards.glob(".*.tmp")):
+                time.sleep(0.005)
+            assert proc.poll() is None, "the build ended before its commit could be interrupted"
+        else:
+            time.sleep(when)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, at once
         proc.wait()
-        manifest = other / "manifests" / "lenient.csv"
-        if manifest.exists():
-            # whatever a kill leaves, no row points at a missing or partial clip
-            assert run("verify", "--target", "lenient", cwd=other).exit_code == 0
+    # the commit was under way: a manifest exists, and whatever the kills left, no row points at a missing or partial clip
+    assert (other / "manifests" / "lenient.csv").exists()
+    assert run("verify", "--target", "lenient", cwd=other).exit_code == 0
     res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=other)
     assert res.exit_code == 0, res.output
     assert same_but_origin(other / "manifests" / "lenient.csv", reference / "manifests" / "lenient.csv")
@@ -187,15 +209,37 @@ def test_verify_finds_a_damaged_clip(reference, tmp_path):
     shard = sorted((other / "data" / "shards" / "lenient").glob("*.tar"))[0]
     data = bytearray(shard.read_bytes())
     i = data.find(b"mdat")
-    data[i + 200: i + 260] = bytes(60)
+    data[i + 200 : i + 260] = bytes(60)
     shard.write_bytes(bytes(data))
     res = run("verify", "--target", "lenient", cwd=other)
     assert res.exit_code == 1 and "sha256 differs" in res.output
 
 
+def test_verify_reports_every_clip_of_a_shard_whose_tar_header_is_damaged(reference, tmp_path):
+    other = tmp_path / "header"
+    shutil.copytree(reference, other)
+    df = pd.read_csv(other / "manifests" / "lenient.csv", dtype=str)
+    shard = df["shard"].iloc[0]
+    path = other / "manifests" / shard
+    data = bytearray(path.read_bytes())
+    data[100:160] = b"\xff" * 60  # mode, owner, size and checksum of the first member's header
+    path.write_bytes(bytes(data))
+    res = run("verify", "--target", "lenient", cwd=other)
+    assert res.exit_code == 1, res.output
+    damaged = set(df[df["shard"] == shard]["clip_id"])
+    reported = {line.split(":")[0].strip() for line in res.output.splitlines() if "damaged" in line}
+    assert damaged and damaged <= reported, res.output
+    assert f"{len(damaged)} problems" in res.output
+
+
 def test_max_clips_per_source_keeps_a_seeded_subset(reference, tmp_path):
     other = fresh_copy(reference, tmp_path / "maxclips")
-    assert run("build", "--target", "lenient", "--targets", "targets.toml", "--max-clips-per-source", "1", "--seed", "3", cwd=other).exit_code == 0
+    assert (
+        run(
+            "build", "--target", "lenient", "--targets", "targets.toml", "--max-clips-per-source", "1", "--seed", "3", cwd=other
+        ).exit_code
+        == 0
+    )
     df = pd.read_csv(other / "manifests" / "lenient.csv")
     ref = pd.read_csv(reference / "manifests" / "lenient.csv")
     assert df.groupby("source_id").size().max() == 1
@@ -225,7 +269,7 @@ def test_damaged_avi_keeps_its_intact_windows_and_rejects_the_damaged_ones(tmp_p
     data = bytearray((src / "clean.avi").read_bytes())
     rng = np.random.default_rng(0)
     for pos in rng.integers(len(data) // 2, len(data) // 2 + 20_000, 30):  # damage the middle of the file
-        data[pos:pos + 50] = rng.integers(0, 255, 50, dtype=np.uint8).tobytes()
+        data[pos : pos + 50] = rng.integers(0, 255, 50, dtype=np.uint8).tobytes()
     (src / "clean.avi").unlink()
     (src / "damaged.avi").write_bytes(bytes(data))
     lenient_targets(tmp_path)
@@ -239,3 +283,15 @@ def test_damaged_avi_keeps_its_intact_windows_and_rejects_the_damaged_ones(tmp_p
     first = df["start_s"][0]
     assert sorted(decode["start_s"].round(6)) == [round(first + 4, 6), round(first + 8, 6)] and decode["value"].min() >= 1
     assert run("verify", "--target", "lenient", cwd=tmp_path).exit_code == 0
+
+
+def test_without_a_terminal_a_build_prints_plain_progress_lines(reference, tmp_path, monkeypatch):
+    """Under nohup, Slurm or a Ray job there is no terminal: progress comes as plain lines (done, rate, time left)."""
+    monkeypatch.setenv("S2V_PROGRESS_SECONDS", "0")
+    other = fresh_copy(reference, tmp_path / "plain")
+    res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=other)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("build lenient: ")]
+    assert len(lines) >= 6, res.output  # one per source, and the last
+    assert lines[0].startswith("build lenient: 1/6 sources (17%)") and " left" in lines[0] and "sources/s" in lines[0]
+    assert lines[-1].startswith("build lenient: 6/6 sources (100%)")

@@ -126,3 +126,22 @@ def test_a_pan_over_a_textured_wall_still_reads_as_camera_motion():
     frames = np.stack([world[:, int(i * 1.5): int(i * 1.5) + 286] for i in range(60)])
     score, _ = camera_shift(frames)
     assert 1.2 < score < 1.8
+
+
+def test_a_camera_check_that_measured_nothing_fails_as_unmeasured():
+    """A textured view that goes black every other pair (a strobe): tracked points are lost each time, no pair is
+    measured, and an unmeasured camera is not a fixed one."""
+    import cv2
+
+    from s2vdata.checks import decide
+    from s2vdata.checks.camera import camera_shift
+
+    rng = np.random.default_rng(0)
+    world = cv2.GaussianBlur((rng.random((286, 286)) * 255).astype(np.uint8), (3, 3), 0)
+    frames = np.stack([world if i % 4 < 2 else np.zeros_like(world) for i in range(60)])
+    score, _ = camera_shift(frames)
+    assert np.isnan(score)
+    result = next(r for r in decide({"camera_shift": score}, get_target("hand")) if r.check == "camera_shift")
+    assert not result.passed and "was not measured" in result.reason
+    # a view with nothing to track at all looks the same whatever the camera does: fixed
+    assert camera_shift(np.full((60, 286, 286), 90, np.uint8))[0] == 0.0

@@ -24,12 +24,12 @@ def _fingerprint_file(path):
     return fingerprint(frames, np.concatenate(audio))
 
 
-def _write(scene, path, *, size=None, crf=18, **kw):
+def _write(scene, path, *, size=None, quality=18, **kw):
     def frames():
         for f in scene.frames():
             yield f if size is None else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
 
-    write_video(path, frames(), scene.audio, fps=scene.fps, sample_rate=scene.sample_rate, crf=crf, **kw)
+    write_video(path, frames(), scene.audio, fps=scene.fps, sample_rate=scene.sample_rate, quality=quality, **kw)
     return path
 
 
@@ -41,8 +41,8 @@ def encoded(tmp_path_factory):
     c = synth.render("mouth", seed=11, seconds=SECONDS)
     paths = {
         "a": _write(a, d / "a.mp4"),
-        "a_small_lowq": _write(a, d / "a_small.mkv", size=(480, 480), crf=35),
-        "a_opus": _write(a, d / "a_opus.webm", crf=33, vcodec="libvpx-vp9", acodec="libopus"),
+        "a_small_lowq": _write(a, d / "a_small.mkv", size=(480, 480), quality=35),
+        "a_opus": _write(a, d / "a_opus.webm", quality=33, vcodec="libvpx-vp9", acodec="libopus"),
         "b": _write(b, d / "b.mp4"),
         "c": _write(c, d / "c.mp4"),
     }

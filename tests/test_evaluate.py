@@ -77,7 +77,18 @@ def test_every_test_clip_is_scored_and_the_malformed_one_is_skipped(identity_res
     assert identity_result["skipped"] == ["broken"]
     assert [c["clip_id"] for c in identity_result["per_clip"]] == ["clip000", "clip001"]
     for name in ("model", "still", "real"):
-        assert set(identity_result[name]) == {"l1", "psnr", "ssim", "av_sync", "av_align"}
+        assert set(identity_result[name]) == {"l1", "psnr", "ssim", "av_sync", "av_align", "fvd"}
+
+
+def test_fvd_of_a_model_that_returns_the_input_image_is_the_still_images(identity_result):
+    model, still, real = identity_result["model"], identity_result["still"], identity_result["real"]
+    # the flashes move and a still image does not: I3D tells them apart
+    assert still["fvd"] > 1.0
+    assert model["fvd"] == pytest.approx(still["fvd"], rel=1e-4)
+    assert real["fvd"] is None
+    protocol = identity_result["fvd"]
+    assert (protocol["frames"], protocol["size"], protocol["clips"], protocol["windows"]) == (16, 224, 2, 14)
+    assert "2 clips" in protocol["note"]
 
 
 def test_a_model_that_returns_the_input_image_scores_exactly_like_still(identity_result):
@@ -122,8 +133,16 @@ def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split
     runner = CliRunner()
     result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert "av_sync" in result.output and "still" in result.output
-    assert json.loads((tmp_path / "e.json").read_text())["clips"] == 1
+    assert "av_sync" in result.output and "still" in result.output and "fvd" in result.output
+    assert "1 clips is biased" in " ".join(result.output.split())
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["clips"] == 1
+    assert doc["model"]["fvd"] == pytest.approx(doc["still"]["fvd"], rel=1e-4) and doc["still"]["fvd"] > 1.0
+    assert doc["real"]["fvd"] is None and doc["fvd"]["windows"] == 7
+    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "n.json"), "--limit", "1", "--no-fvd"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "n.json").read_text())
+    assert doc["model"]["fvd"] is None and doc["fvd"] is None
     result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--split", "val"])
     assert result.exit_code == 1
     assert "no 'val' clips" in result.output

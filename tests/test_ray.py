@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from typer.testing import CliRunner
 
 from s2vdata import executors
@@ -30,6 +29,9 @@ from s2vdata.media import write_video
 from s2vdata.ray_executor import INSTALL_HINT, run_ray, start_ray
 from s2vdata.synth import synth_sources
 from s2vdata.targets import get_target
+
+# the README's hand install (.[dev]) has no Ray: these tests need the `ray` extra
+ray = pytest.importorskip("ray")
 
 TARGET = "hand"
 SEED = 3
@@ -150,7 +152,7 @@ def test_a_task_that_raises_is_a_failed_source_with_its_reason(reference, ray_in
     assert outcomes[bad].status == "failed"
     assert outcomes[bad].reason.startswith("task raised: OSError") and "stale NFS file handle" in outcomes[bad].reason
     # the others were finished by the reference build: read back, nothing cut again
-    assert all(o.status == "decided" and o.cut == 0 for s, o in outcomes.items() if s != bad)
+    assert all(o.status == "done" and o.cut == 0 for s, o in outcomes.items() if s != bad)
 
 
 def test_without_ray_installed_the_build_says_how_to_install_it(reference, tmp_path, monkeypatch):

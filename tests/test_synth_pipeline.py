@@ -1,6 +1,6 @@
 """Synthetic sources through the real build: the clap and the contact frame stay in the same frame slot.
 
-DESIGN section 4: a click that sounds at the instant a flash appears must land in
+docs/design.md section 4: a click that sounds at the instant a flash appears must land in
 the same frame slot after the build, at several frame and sample rates. Seed 11
 draws sources at 25, 29.97 and 30 fps with 44.1 and 48 kHz sound.
 """

@@ -35,6 +35,9 @@ _FIXED_PREFERENCE = 0.5
 # the frame (width or height) is an object moving over a bare background (a clap before a
 # plain wall), and tells nothing about the camera.
 _MIN_SPREAD = 0.5
+# With no pair measured, a window where at least this share of the pairs lost their tracked points
+# (rather than having none to track) was not measured: it is not a fixed camera.
+_LOST_SHARE = 0.5
 # A point that moved less than this (px at TRACK_SIDE) did not move: well under the
 # slowest pan we must see (0.5 px/frame at 286 px is 0.25 px here).
 _STILL_PX = 0.07
@@ -65,15 +68,20 @@ def _spread(points: np.ndarray, *, w: int, h: int) -> float:
     return float(max(span[0] / w, span[1] / h))
 
 
-def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
-    """Returns the camera motion per frame between frames i and i+step (i = 0, step, 2*step, ...), in px of `grey`.
+def track_shifts(grey: np.ndarray, *, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (camera motion per frame between frames i and i+step (i = 0, step, 2*step, ...) in px of `grey`, bare).
 
     `grey` is (T, h, w) uint8. One value per pair, divided by `step`; NaN
-    where the pair cannot be measured (no texture to track, the fit failed).
+    where the pair cannot be measured. `bare` marks the unmeasured pairs
+    whose background holds nothing to track (no corners, or only an object
+    moving over a plain background): there a moving camera would look fixed
+    too. The others lost their points or their fit: the camera may have
+    moved too fast to follow.
     """
     t, h, w = grey.shape
     starts = list(range(0, t - step, step))
     out = np.full(len(starts), np.nan, dtype=np.float32)
+    bare = np.zeros(len(starts), dtype=bool)
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float32)
     points = None
     for j, i in enumerate(starts):
@@ -81,6 +89,7 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
             points = _corners(grey[i])
         if points is None or len(points) < _MIN_POINTS:
             points = None
+            bare[j] = True
             continue
         moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + step], points, None, winSize=(9, 9), maxLevel=2)
         ok = status[:, 0] == 1
@@ -93,12 +102,12 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> np.ndarray:
         if fit is not None and still >= _FIXED_PREFERENCE * int(inliers.sum()):
             out[j] = 0.0
         elif fit is not None and _spread(src[inliers[:, 0] == 1], w=w, h=h) < _MIN_SPREAD:
-            pass  # only an object moved: the pair is not measured
+            bare[j] = True  # only an object moved: the pair is not measured
         elif fit is not None:
             displaced = corners @ fit[:, :2].T + fit[:, 2]
             out[j] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max()) / step
         points = moved[ok].reshape(-1, 1, 2)
-    return out
+    return out, bare
 
 
 def camera_shift(frames_grey: np.ndarray, *, scale: float = 1.0) -> tuple[float, np.ndarray]:
@@ -109,6 +118,11 @@ def camera_shift(frames_grey: np.ndarray, *, scale: float = 1.0) -> tuple[float,
     a pan, a zoom or shake moves the view in most frames, while a foreground
     that fills the view for a few frames (a burst, hands close to the lens) does not count.
     Pairs without texture to track count as 0 in the curve and are left out of the score.
+    With no pair measured, the score is 0.0 when most pairs hold nothing to
+    track (a camera move would not show either; a flash may lose a pair's
+    points), else NaN: the points of a textured view were lost pair after
+    pair, the camera may have moved too fast to follow, and an unmeasured
+    check fails.
     """
     g = np.asarray(frames_grey)
     if g.dtype != np.uint8:
@@ -118,12 +132,13 @@ def camera_shift(frames_grey: np.ndarray, *, scale: float = 1.0) -> tuple[float,
     small = shrink(g, side=TRACK_SIDE)
     scale = scale * g.shape[2] / small.shape[2]
     step = PAIR_STEP if len(g) > 2 * PAIR_STEP else 1
-    shifts = track_shifts(small, step=step) * scale
+    shifts, bare = track_shifts(small, step=step)
+    shifts = shifts * scale
     # each pair's per-frame shift stands for the frames it spans
     curve = np.zeros(len(g), np.float32)
     for j, value in enumerate(np.nan_to_num(shifts, nan=0.0)):
         curve[j * step + 1 : (j + 1) * step + 1] = value
     measured = shifts[np.isfinite(shifts)]
     if len(measured) == 0:
-        return 0.0, curve
+        return (0.0 if bare.mean() > _LOST_SHARE else float("nan")), curve
     return float(np.median(measured)), curve
