@@ -76,12 +76,22 @@ def _recording(key: str) -> np.ndarray:
 
 def music_files(split: str) -> list[str]:
     """Returns the music recordings of a split, one key per recording (stems joined by |)."""
+
     def fof(pack):
         return ["|".join(sorted(glob.glob(f"{d}/*.ogg"))) for d in sorted(glob.glob(f"{FOF}/{pack}/*/"))]
+
     if split == "tune":
-        files = fof("muldjord") + sorted(glob.glob("/usr/share/games/singularity/music/*.ogg")) + sorted(glob.glob(f"{FILLETS}/music/*.ogg"))
+        files = (
+            fof("muldjord")
+            + sorted(glob.glob("/usr/share/games/singularity/music/*.ogg"))
+            + sorted(glob.glob(f"{FILLETS}/music/*.ogg"))
+        )
     else:
-        files = fof("sectoid") + sorted(glob.glob("/usr/share/hyperrogue/music/hr*.ogg")) + sorted(glob.glob("/usr/share/scummvm/drascula/audio/*.ogg"))[::6]
+        files = (
+            fof("sectoid")
+            + sorted(glob.glob("/usr/share/hyperrogue/music/hr*.ogg"))
+            + sorted(glob.glob("/usr/share/scummvm/drascula/audio/*.ogg"))[::6]
+        )
     return [f for f in files if f and _readable(f)]
 
 
@@ -99,11 +109,45 @@ def _readable(key: str) -> bool:
 
 HEDGEWARS = "/usr/share/games/hedgewars/Data/Sounds/voices"
 # hedgewars lines that are words (not a cough, a laugh or an "ow")
-HEDGEWARS_WORDS = ("Amazing", "Boring", "Brilliant", "Bugger", "Byebye", "Comeonthen", "Coward", "Cutitout", "Enemydown",
-                   "Excellent", "Firstblood", "Flawless", "Flyaway", "Gonnagetyou", "Hello", "Hurry", "Illgetyou", "Incoming",
-                   "Justyouwait", "Leavemealone", "Missed", "Ohdear", "Reinforcements", "Revenge", "Runaway", "Sameteam",
-                   "Solong", "Stupid", "Takecover", "Thisoneismine", "Traitor", "Victory", "Watchit", "Watchthis", "Whatthe",
-                   "Yessir", "Youllregretthat")
+HEDGEWARS_WORDS = (
+    "Amazing",
+    "Boring",
+    "Brilliant",
+    "Bugger",
+    "Byebye",
+    "Comeonthen",
+    "Coward",
+    "Cutitout",
+    "Enemydown",
+    "Excellent",
+    "Firstblood",
+    "Flawless",
+    "Flyaway",
+    "Gonnagetyou",
+    "Hello",
+    "Hurry",
+    "Illgetyou",
+    "Incoming",
+    "Justyouwait",
+    "Leavemealone",
+    "Missed",
+    "Ohdear",
+    "Reinforcements",
+    "Revenge",
+    "Runaway",
+    "Sameteam",
+    "Solong",
+    "Stupid",
+    "Takecover",
+    "Thisoneismine",
+    "Traitor",
+    "Victory",
+    "Watchit",
+    "Watchthis",
+    "Whatthe",
+    "Yessir",
+    "Youllregretthat",
+)
 # Fish Fillets NG's English sound folders that hold voices (the others hold sound effects)
 FILLETS_EN_VOICES = ("society", "elk", "viking2", "warcraft")
 
@@ -147,8 +191,11 @@ def speakers(split: str) -> list[tuple[str, object]]:
 def _espeak(voice: str, variant: str, sentence: int) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "s.wav")
-        subprocess.run(["espeak-ng", "-v", f"{voice}+{variant}", "-s", "165", "-w", wav, SENTENCES[sentence]], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", f"{voice}+{variant}", "-s", "165", "-w", wav, SENTENCES[sentence]],
+            check=True,
+            capture_output=True,
+        )
         return _decode(wav)
 
 
@@ -195,7 +242,11 @@ def bed(kind: str, split: str, rng: np.random.Generator, n: int) -> tuple[np.nda
         x = np.concatenate(parts)
         start = int(rng.integers(0, max(1, len(x) - n)))
         out = x[start : start + n]
-        name = f"espeak {what[0]}+{what[1]}" if how == "espeak" else f"{Path(what[0]).parent.parent.name}/{Path(what[0]).parent.name} voices"
+        name = (
+            f"espeak {what[0]}+{what[1]}"
+            if how == "espeak"
+            else f"{Path(what[0]).parent.parent.name}/{Path(what[0]).parent.name} voices"
+        )
     else:
         raise ValueError(f"unknown bed kind {kind!r}")
     out = np.pad(out, (0, max(0, n - len(out)))).astype(np.float32)

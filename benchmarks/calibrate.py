@@ -129,8 +129,9 @@ def _windows_file(scene, folder: Path, name: str):
 
 def burst_render(*, seed: list[int], fps: float, width: int, height: int, bursts: int):
     """Returns a synth.Scene of a fixed camera on a night sky with short bursts and short bangs (checks_scenes.burst_scene)."""
-    from checks_scenes import HOP, burst_scene
     from s2vdata.synth import Scene
+
+    from checks_scenes import HOP, burst_scene
 
     n = int(round(SECONDS * 30))
     rng_seed = int(np.random.default_rng(seed).integers(1 << 30))

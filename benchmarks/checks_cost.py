@@ -4,8 +4,8 @@
 
 Sources: the synthetic hand-clap scenes of benchmarks/build.py (H.264 + AAC,
 30 fps), at 1280x720 and at 854x480. The bare decode is benchmarks/build.py's
-(PyAV decodes, scales to a 286 px short side and crops; the sound is
-resampled to 44.1 kHz mono), run in its own process. The checks are
+(the FFmpeg command line decodes, crops the centre square and scales it to
+286 px; the sound is resampled to 44.1 kHz mono), one file at a time. The checks are
 `s2vdata.checks.measure_window` on every back-to-back 4-second window of the
 same files, decoded by `s2vdata.media.GridReader` as the build does; only the
 calls to measure_window are timed (wall clock, one thread for the voice
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from build import BARE, make_source, run_measured  # noqa: E402
+from build import bare_decode, children_cpu, scene_source  # noqa: E402
 
 
 def time_checks(paths: list[Path]) -> dict:
@@ -54,7 +53,7 @@ def time_checks(paths: list[Path]) -> dict:
         with GridReader(path) as reader:
             for slot in reader.slots():
                 frames[i] = slot.frame
-                audio[i * spf:(i + 1) * spf] = slot.audio
+                audio[i * spf : (i + 1) * spf] = slot.audio
                 i += 1
                 if i == n:
                     w, c = time.perf_counter(), time.process_time()
@@ -63,8 +62,13 @@ def time_checks(paths: list[Path]) -> dict:
                     cpu += time.process_time() - c
                     windows += 1
                     i = 0
-    return {"windows": windows, "checks_wall_s": round(wall, 2), "checks_cpu_s": round(cpu, 2),
-            "ms_per_window": round(1000 * wall / max(1, windows), 1), "model_load_s": round(load_s, 2)}
+    return {
+        "windows": windows,
+        "checks_wall_s": round(wall, 2),
+        "checks_cpu_s": round(cpu, 2),
+        "ms_per_window": round(1000 * wall / max(1, windows), 1),
+        "model_load_s": round(load_s, 2),
+    }
 
 
 def main() -> None:
@@ -74,18 +78,24 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=2, help="sources per size")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}", "sizes": {}}
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "sizes": {},
+    }
     for width, height in ((1280, 720), (854, 480)):
         paths = [(args.out / f"cost-{height}p-{i}.mp4").resolve() for i in range(args.sources)]
         for i, p in enumerate(paths):
-            make_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        bare, _, _ = run_measured([sys.executable, "-c", BARE, *map(str, paths)], cwd=args.out)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        bare_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        row = {"sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps", "bare_decode_s": round(bare, 2),
-               "bare_decode_cpu_s": round(bare_cpu, 2), "load_average": round(os.getloadavg()[0], 1)}
+            scene_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
+        cpu0 = children_cpu()
+        bare = bare_decode(paths, jobs=1)
+        bare_cpu = children_cpu() - cpu0
+        row = {
+            "sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps",
+            "bare_decode_s": round(bare, 2),
+            "bare_decode_cpu_s": round(bare_cpu, 2),
+            "load_average": round(os.getloadavg()[0], 1),
+        }
         row.update(time_checks(paths))
         row["checks_vs_bare"] = round(row["checks_wall_s"] / bare, 3)
         row["checks_cpu_vs_bare_cpu"] = round(row["checks_cpu_s"] / bare_cpu, 3)

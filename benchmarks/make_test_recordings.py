@@ -58,8 +58,13 @@ def main() -> None:
     czech = speech_of(sorted(glob.glob(f"{beds.FILLETS}/sound/tetris/cs/*.ogg")), n)
     english = speech_of(sorted(f for f in glob.glob("/usr/share/sounds/alsa/*.wav") if "Noise" not in f), n)
     synthetic = beds._trim(beds._espeak("en-us", "m3", 1))
-    clips = {"music_rock.opus": rock, "music_orchestral.opus": orchestral, "speech_czech.opus": czech,
-             "speech_english.opus": english, "speech_espeak.opus": np.pad(synthetic, (0, max(0, n - len(synthetic))))[:n]}
+    clips = {
+        "music_rock.opus": rock,
+        "music_orchestral.opus": orchestral,
+        "speech_czech.opus": czech,
+        "speech_english.opus": english,
+        "speech_espeak.opus": np.pad(synthetic, (0, max(0, n - len(synthetic))))[:n],
+    }
     for name, x in clips.items():
         write_opus(OUT / name, x / (np.abs(x).max() + 1e-9) * 0.9)
         print(f"{name}: {(OUT / name).stat().st_size} bytes")

@@ -14,9 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from checks_scenes import HOP, RATE, burst_scene, scene
 from s2vdata.checks import decide, measure_window, music, speech
 from s2vdata.targets import get_target
+
+from checks_scenes import HOP, RATE, burst_scene, scene
 
 MEDIA = Path(__file__).parent / "media" / "recorded"
 MUSIC = ("music_rock.opus", "music_orchestral.opus")
@@ -130,7 +131,9 @@ def test_a_narrator_over_a_still_mouth_fails_but_its_own_vowels_do_not():
     own, scores = failed(frames, audio, "mouth")
     assert scores["speech"] > 0.1  # the vowels are a voice
     assert "speech" not in own and "speech_unexplained" not in own
-    narrated, scores = failed(np.repeat(frames[:1], 120, axis=0), under(audio * 0.01, recording("speech_english.opus"), 0.0), "mouth")
+    narrated, scores = failed(
+        np.repeat(frames[:1], 120, axis=0), under(audio * 0.01, recording("speech_english.opus"), 0.0), "mouth"
+    )
     assert "speech_unexplained" in narrated and scores["speech_unexplained"] > 0.3
 
 

@@ -49,7 +49,8 @@ def model_path() -> Path:
     if path is None or not path.is_file():
         raise SpeechModelMissing(
             f"the speech check needs silero-vad's model (weights ship in its wheel): run `{INSTALL}` "
-            "(or `make setup`) in the environment that runs s2vdata")
+            "(or `make setup`) in the environment that runs s2vdata"
+        )
     return path
 
 
@@ -72,8 +73,10 @@ class _Vad:
         except (AttributeError, RuntimeError, NotImplementedError):
             self.fast = False
         if not self.fast:
-            log.warning("silero-vad's model layout differs from the one the batched forward was written for: "
-                        "using its own chunk-by-chunk forward (about 20x slower)")
+            log.warning(
+                "silero-vad's model layout differs from the one the batched forward was written for: "
+                "using its own chunk-by-chunk forward (about 20x slower)"
+            )
 
     def _split(self) -> None:
         """Takes the model apart: encoder (stateless per chunk), LSTM cell (as an LSTM over a sequence), output head."""
