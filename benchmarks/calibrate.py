@@ -1,11 +1,19 @@
-"""Calibrate the window checks on a labelled synthetic set; print precision and recall of "keep".
+"""Calibrate the window checks on a labelled set; print precision and recall of "keep".
 
-    .venv/bin/python benchmarks/calibrate.py [--seeds 6] [--files 1] [--jobs 2] [--out benchmarks/out/calibration.json]
+    .venv/bin/python benchmarks/calibrate.py [--seeds 4] [--files 1] [--jobs 2] [--out benchmarks/out/calibration.json]
+    .venv/bin/python benchmarks/calibrate.py --base 8 --recordings held --out benchmarks/out/heldout.json   # held-out set
     .venv/bin/python benchmarks/calibrate.py --scores benchmarks/out/calibration.json   # re-decide only
 
 Scenes come from the project's generator (s2vdata.synth.render): for every
 shipped target, clean scenes and the same scenes with one defect at several
-strengths. Each scene is cut into back-to-back 4-second windows and measured
+strengths; plus, for fireworks, fixed-camera night skies with one to three
+short bursts and their short bangs (tests/checks_scenes.burst_scene), where a
+window often holds a single event in four seconds of quiet. Recorded beds
+(benchmarks/beds.py: game soundtracks, recorded and synthesized speech, from
+Debian packages) are mixed under the events of every target at -10, -20 and
+-30 dB (bed peak against the events' peak). The tuning set is `--base 7
+--recordings tune`; the held-out set `--base 8 --recordings held` has other
+scenes and other recordings (other soundtracks, other voices). Each scene is cut into back-to-back 4-second windows and measured
 by s2vdata.checks.measure_window; the shipped thresholds (s2vdata.targets)
 then decide. Two paths, so codec and frame-rate effects are in the numbers:
 
@@ -37,6 +45,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 from s2vdata.checks import CHECKS, decide, measure_window
 from s2vdata.config import CLIP
 from s2vdata.targets import SHIPPED, load_targets
@@ -53,7 +64,11 @@ GRID = [
     ("silent", [None]),
     ("still", [None]),
     ("cut", [None]),
+    ("music bed", [-30.0, -20.0, -10.0]),
+    ("speech bed", [-30.0, -20.0, -10.0]),
 ]
+BED_KINDS = {"music bed": "music", "speech bed": "speech"}
+BURST_SEEDS_FACTOR = 3  # burst scenes per seed (fireworks only): single events are what they test
 SECONDS = 8.2  # two back-to-back windows per scene (and room for a 25 fps grid)
 CLEAN_SEEDS_FACTOR = 3  # clean scenes get this many times the seeds: precision needs many good windows
 SIZES = ((320, 320), (384, 288), (288, 384), (352, 352))
@@ -112,47 +127,100 @@ def _windows_file(scene, folder: Path, name: str):
     path.unlink(missing_ok=True)
 
 
+def burst_render(*, seed: list[int], fps: float, width: int, height: int, bursts: int):
+    """Returns a synth.Scene of a fixed camera on a night sky with short bursts and short bangs (checks_scenes.burst_scene)."""
+    from s2vdata.synth import Scene
+
+    from checks_scenes import HOP, burst_scene
+
+    n = int(round(SECONDS * 30))
+    rng_seed = int(np.random.default_rng(seed).integers(1 << 30))
+    frames, audio, at = burst_scene(seed=rng_seed, bursts=bursts, n=n)
+    # the scene is drawn on the 30 fps grid at 286 px; other rates and sizes resample it
+    n_out = int(round(n / 30 * fps))
+    pick = np.minimum((np.arange(n_out) * 30 / fps).astype(int), n - 1)
+
+    def gen():
+        for i in pick:
+            yield cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
+
+    return Scene(frames=gen, audio=audio, fps=fps, sample_rate=HOP * 30, width=width, height=height,
+                 events_s=[k / 30 for k in at], motion_events_s=[k / 30 for k in at], n_frames=n_out, target="fireworks")
+
+
+def with_bed(scene, *, kind: str, level_db: float, recordings: str, seed: list[int]):
+    """Returns (the scene with a recorded bed mixed under its events at level_db, the bed's name)."""
+    import dataclasses
+
+    import beds
+
+    rng = np.random.default_rng([*seed, 17, int(-level_db), 1 if kind == "music" else 2])
+    bed, name = beds.bed(kind, recordings, rng, len(scene.audio))
+    peak = float(np.abs(scene.audio).max()) or 0.5
+    audio = scene.audio + bed * (peak * 10 ** (level_db / 20))
+    audio = audio * min(1.0, 0.99 / float(np.abs(audio).max()))
+    return dataclasses.replace(scene, audio=audio.astype(np.float32)), name
+
+
 def measure_scene(task: dict) -> list[dict]:
     """Returns one record per window of one labelled scene: its label and scores."""
     from s2vdata import synth
 
     t = task
     fps, size = (30.0, (320, 320)) if t["path"] == "memory" else (RATES[t["variant"] % len(RATES)], SIZES[t["variant"] % len(SIZES)])
-    scene = synth.render(t["target"], seed=[t["base"], t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
-                         defect=t["defect"], strength=t["strength"])
+    bed_kind = BED_KINDS.get(t["defect"] or "")
+    if t.get("scene") == "burst":
+        scene = burst_render(seed=[t["base"], t["seed"]], fps=fps, width=size[0], height=size[1], bursts=1 + t["seed"] % 3)
+    else:
+        scene = synth.render(t["target"], seed=[t["base"], t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
+                             defect=None if bed_kind else t["defect"], strength=None if bed_kind else t["strength"])
+    bed_name = ""
+    if bed_kind:
+        scene, bed_name = with_bed(scene, kind=bed_kind, level_db=t["strength"], recordings=t["recordings"], seed=[t["base"], t["seed"]])
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         windows = _windows_memory(scene) if t["path"] == "memory" else _windows_file(scene, Path(tmp), "scene")
         for start_s, frames, audio in windows:
             t0 = time.process_time()
             m = measure_window(frames, audio)
-            out.append({**t, "fps": fps, "size": list(size), "start_s": start_s,
+            out.append({**t, "fps": fps, "size": list(size), "start_s": start_s, "bed": bed_name,
                         "label": _label(scene, start_s, defect=t["defect"]), "scores": m["scores"],
                         "cpu_s": time.process_time() - t0})
     return out
 
 
-def tasks(*, seeds: int, file_seeds: int, base: int = 7) -> list[dict]:
-    """Returns the labelled scenes to measure: every target x defect x strength x seed, on both paths."""
+def tasks(*, seeds: int, file_seeds: int, base: int = 7, recordings: str = "tune") -> list[dict]:
+    """Returns the labelled scenes to measure: every target x defect x strength x seed, on both paths, and the burst scenes."""
     out = []
     for target in TARGETS:
         for defect, strengths in GRID:
             for strength in strengths:
                 n = seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
                 nf = file_seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
+                common = {"target": target, "defect": defect, "strength": strength, "base": base, "recordings": recordings,
+                          "scene": "synth"}
                 for s in range(n):
-                    out.append({"target": target, "defect": defect, "strength": strength, "seed": s, "path": "memory", "variant": s,
-                                "base": base})
+                    out.append({**common, "seed": s, "path": "memory", "variant": s})
                 for s in range(nf):
-                    out.append({"target": target, "defect": defect, "strength": strength, "seed": 1000 + s, "path": "files",
-                                "variant": s + len(out), "base": base})
+                    out.append({**common, "seed": 1000 + s, "path": "files", "variant": s + len(out)})
+    # fireworks as fixed-camera night skies with short bursts: clean, and under recorded beds
+    for defect, strengths in [(None, [None]), ("music bed", [-20.0, -10.0]), ("speech bed", [-20.0, -10.0])]:
+        for strength in strengths:
+            common = {"target": "fireworks", "defect": defect, "strength": strength, "base": base, "recordings": recordings,
+                      "scene": "burst"}
+            k = BURST_SEEDS_FACTOR * (CLEAN_SEEDS_FACTOR if defect is None else 1)
+            for s in range(seeds * k):
+                out.append({**common, "seed": 2000 + s, "path": "memory", "variant": s})
+            for s in range(file_seeds * k):
+                out.append({**common, "seed": 3000 + s, "path": "files", "variant": s + len(out)})
     return out
 
 
 def _kind(r: dict) -> str:
+    prefix = "bursts: " if r.get("scene") == "burst" else ""
     if r["defect"] is None:
-        return "clean"
-    return r["defect"] if r["strength"] is None else f"{r['defect']} {r['strength']:g}"
+        return prefix + "clean"
+    return prefix + (r["defect"] if r["strength"] is None else f"{r['defect']} {r['strength']:g}")
 
 
 def evaluate(records: list[dict], targets: dict) -> str:
@@ -168,7 +236,7 @@ def evaluate(records: list[dict], targets: dict) -> str:
         for r in rows:
             results = decide(r["scores"], target)
             kept = all(x.passed for x in results)
-            kind = _kind(r) if r["label"] != "empty" else "clean, no event in window"
+            kind = _kind(r) if r["label"] != "empty" else ("bursts: " if r.get("scene") == "burst" else "") + "clean, no event in window"
             if r["defect"] == "cut" and r["label"] != "bad":
                 kind = "cut: windows without the cut"
             by_kind[kind].append((kept, r["path"]))
@@ -205,6 +273,35 @@ def evaluate(records: list[dict], targets: dict) -> str:
     return "\n".join(head + lines)
 
 
+def summary(records: list[dict], targets: dict) -> str:
+    """Returns one markdown table: per kind (rows) and target (columns) the share rejected (kept, for good windows), windows in brackets."""
+    cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    pr: dict[str, list[int]] = {}
+    for name in TARGETS:
+        tp = fp = fn = 0
+        for r in records:
+            if r["target"] != name or r["label"] == "empty":
+                continue
+            kept = all(x.passed for x in decide(r["scores"], targets[name]))
+            kind = _kind(r)
+            if r["defect"] == "cut" and r["label"] != "bad":
+                kind = "cut: windows beside the cut"
+            good = r["label"] == "good"
+            cells[kind + (" (share kept)" if good else "")][name].append(kept if good else not kept)
+            tp += good and kept
+            fn += good and not kept
+            fp += (not good) and kept
+        pr[name] = [tp, fp, fn]
+    order = sorted(cells, key=lambda k: (not k.startswith("clean"), k.startswith("bursts"), k))
+    lines = ["| kind (share rejected unless noted) | " + " | ".join(TARGETS) + " |", "|---" * (len(TARGETS) + 1) + "|"]
+    for kind in order:
+        row = [f"{np.mean(v):.2f} ({len(v)})" if (v := cells[kind].get(t)) else "" for t in TARGETS]
+        lines.append(f"| {kind} | " + " | ".join(row) + " |")
+    lines.append("| **precision / recall of keep** | " + " | ".join(
+        f"{tp / max(1, tp + fp):.3f} / {tp / max(1, tp + fn):.3f}" for tp, fp, fn in (pr[t] for t in TARGETS)) + " |")
+    return "\n".join(lines)
+
+
 def quantiles(records: list[dict]) -> str:
     """Returns per target and kind the 5/50/95th percentiles of every score (to see the margins)."""
     lines = []
@@ -230,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per defect and strength, memory path (clean: x3)")
     parser.add_argument("--files", type=int, default=1, help="seeds per defect and strength through real files (clean: x3)")
     parser.add_argument("--base", type=int, default=7, help="first seed word of every scene: another value gives a held-out set")
+    parser.add_argument("--recordings", choices=("tune", "held"), default="tune", help="which recorded beds: the tuning or the held-out ones")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/calibration.json"))
     parser.add_argument("--scores", type=Path, help="re-decide saved scores instead of measuring")
@@ -242,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(args.scores.read_text())
         records = doc["records"]
     else:
-        todo = tasks(seeds=args.seeds, file_seeds=args.files, base=args.base)
+        todo = tasks(seeds=args.seeds, file_seeds=args.files, base=args.base, recordings=args.recordings)
         t0 = time.time()
         records = []
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -262,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = [r["cpu_s"] for r in records]
     print(f"# calibration: {len(records)} windows; measure_window {1000 * np.mean(cpu):.0f} ms CPU per window (median "
           f"{1000 * np.median(cpu):.0f}); {doc.get('date', '')}; {doc.get('machine', '')}; wall {doc.get('wall_s', '?')} s\n")
+    print(summary(records, targets))
     print(evaluate(records, targets))
     if args.quantiles:
         print(quantiles(records))

@@ -37,11 +37,16 @@ class Target:
     av_sync_min: float = 0.35  # peak correlation of onset envelope and motion energy
     av_lag_max_frames: int = 15  # |lag| of that peak, frames (0.5 s)
     unrelated_audio_max: float = 0.3  # share of onset energy with no motion near it, or of still frames under a tonal bed
+    speech_max: float = 0.03  # share of the window's frames with a voice (silero-vad)
+    speech_unexplained_max: float = 0.03  # share of the window's frames with a voice and nothing moving near them
+    music_max: float = 0.03  # share of the window's frames with sustained tones that are not a voice
     audio_gap_max_ms: float = 250.0  # sound the stream's timestamps say is missing (holes) or repeated (overlaps), ms
 
 
 SHIPPED: dict[str, Target] = {
-    "mouth": Target("mouth", "a mouth opening with spoken vowels", av_sync_min=0.27, unrelated_audio_max=0.4),
+    # a mouth's voice is its sound: only a voice while nothing moves counts, and its vowels hold tones
+    "mouth": Target("mouth", "a mouth opening with spoken vowels", av_sync_min=0.27, unrelated_audio_max=0.4, speech_max=1.0,
+                    speech_unexplained_max=0.08, music_max=1.0),
     "hand": Target("hand", "hands meeting on a clap", av_sync_min=0.3, unrelated_audio_max=0.25),
     "fireworks": Target("fireworks", "a burst at the bang, after a rise", av_sync_min=0.4),
     "sea": Target("sea", "foam following the roar of waves", scene_cut_max=0.35, camera_shift_max=0.4, av_sync_min=0.28,

@@ -32,15 +32,15 @@ def event_frames(seed, n=N):
     return frames
 
 
-def scene(defect=None, *, strength=0.0, seed=0, n=N):
-    """Returns (frames (n,286,286,3) uint8, audio (n*1470,) float32, event frame indices)."""
+def scene(defect=None, *, strength=0.0, seed=0, n=N, events=None):
+    """Returns (frames (n,286,286,3) uint8, audio (n*1470,) float32, event frame indices); `events` overrides the clap frames."""
     rng = np.random.default_rng(seed)
     canvas = SIZE + 2 * MARGIN
     bg = _texture(rng, canvas)
     if defect == "cut":
         # another room: other walls, other light
         other = np.clip(_texture(np.random.default_rng(seed + 500), canvas) * np.array([0.45, 0.8, 1.6]), 0, 255)
-    events = event_frames(seed, n)
+    events = event_frames(seed, n) if events is None else list(events)
     colour = rng.uniform(120, 255, 3)
     y0 = int(rng.integers(SIZE // 3, 2 * SIZE // 3)) + MARGIN
     # hand gap: apart between events, closing over 6 frames to contact at the event
@@ -97,3 +97,72 @@ def scene(defect=None, *, strength=0.0, seed=0, n=N):
     if defect == "silent":
         audio = np.zeros_like(audio)
     return frames, np.clip(audio, -1, 1).astype(np.float32), events
+
+
+def _night(rng, side):
+    yy = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
+    top, low = rng.uniform(5, 30, 3), rng.uniform(20, 70, 3)
+    img = top * (1 - yy) + low * yy + np.zeros((1, side, 1), np.float32)
+    img += rng.normal(0, 1.5, (side, side, 1)).astype(np.float32)
+    for _ in range(int(rng.integers(30, 80))):
+        img[int(rng.integers(0, side)), int(rng.integers(0, side))] = rng.uniform(120, 255)
+    # a skyline: the texture a fixed camera gets its corners from
+    x = 0
+    while x < side:
+        w, h = int(rng.integers(10, 40)), int(rng.integers(10, 70))
+        img[side - h :, x : x + w] = rng.uniform(2, 15)
+        for _ in range(int(rng.integers(0, 4))):
+            wx, wy = x + int(rng.integers(0, max(1, w - 3))), side - int(rng.integers(3, max(4, h)))
+            img[wy : wy + 2, wx : wx + 2] = (200, 180, 90)
+        x += w
+    return img
+
+
+def bang_sound(rng, *, n=None):
+    """Returns a short firework bang: a crack and a low thump, 0.1-0.3 s, peak 1."""
+    n = n or int(RATE * rng.uniform(0.1, 0.3))
+    t = np.arange(n) / RATE
+    noise = rng.normal(0, 1, n)
+    spec = np.fft.rfft(noise)
+    f = np.fft.rfftfreq(n, 1 / RATE)
+    low = np.fft.irfft(spec / (1 + (f / rng.uniform(300, 900)) ** 2), n)
+    x = noise * np.exp(-t / 0.004) + 3 * low / (np.abs(low).max() + 1e-9) * np.exp(-t / rng.uniform(0.03, 0.08))
+    return (x / np.abs(x).max()).astype(np.float32)
+
+
+def burst_scene(*, seed=0, bursts=1, n=N, floor_db=-60.0, at=None):
+    """Returns (frames, audio, burst frames) of a fixed camera on a night sky with `bursts` short bursts, each with its bang.
+
+    A burst is a small ring of sparks that expands and fades within ~0.6 s
+    (18 frames) after a one-frame flash; its bang is 0.1-0.3 s long. Windows
+    where one such event happens in 4 s of quiet are what the single-event
+    measures must keep. `at` overrides the burst frames.
+    """
+    rng = np.random.default_rng(seed)
+    sky = _night(rng, SIZE)
+    lo, hi = 10, n - 25
+    drawn = sorted(int(x) for x in rng.choice(np.arange(lo, hi, 15), size=bursts, replace=False)) if bursts else []
+    at = drawn if at is None else sorted(at)
+    params = [(rng.uniform(50, SIZE - 50), rng.uniform(40, SIZE * 0.55), rng.uniform(18, 45), rng.uniform(100, 255, 3),
+               rng.uniform(0, 2 * np.pi), int(rng.integers(24, 48))) for _ in at]
+    frames = np.empty((n, SIZE, SIZE, 3), np.uint8)
+    for i in range(n):
+        img = sky.copy()
+        for k, (x0, y0, radius, colour, phase, parts) in zip(at, params):
+            u = i - k
+            if 0 <= u < 20:
+                light = np.exp(-u / 7.0)
+                r = radius * (1 - np.exp(-(u + 1) / 4.0))
+                ang = phase + np.linspace(0, 2 * np.pi, parts, endpoint=False)
+                for a in ang:
+                    px, py = int(x0 + r * np.cos(a)), int(y0 + r * np.sin(a) + 0.05 * u * u)
+                    cv2.circle(img, (px, py), 2, (colour * light + img[min(py, SIZE - 1), min(px, SIZE - 1)] * (1 - light)).tolist(), -1)
+                if u == 0:
+                    cv2.circle(img, (int(x0), int(y0)), 8, (255, 250, 230), -1)
+        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+    audio = rng.normal(0, 10 ** (floor_db / 20), n * HOP).astype(np.float32)
+    for k in at:
+        b = bang_sound(rng) * rng.uniform(0.3, 0.9)
+        start = k * HOP
+        audio[start : start + len(b)] += b[: len(audio) - start]
+    return frames, np.clip(audio, -1, 1).astype(np.float32), at

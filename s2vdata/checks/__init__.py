@@ -10,7 +10,10 @@ conditions (section 3.1) and the plain ones, in the order `decide` reports them:
 - scene_cut: no cut inside the window
 - camera_shift: the camera is fixed (px per frame at 286 px)
 - av_sync, av_lag_frames: the sound and the image correspond
-- unrelated_audio: no sound unrelated to the movement
+- unrelated_audio: no sound unrelated to the movement (onsets no motion explains, tones over a still picture)
+- speech: no voice in the window (silero-vad; off for mouth, whose voice is the point)
+- speech_unexplained: no voice while nothing moves (a narrator over a still face, an off-screen voice)
+- music: no sustained tones that are not a voice (a music bed)
 """
 
 from __future__ import annotations
@@ -19,20 +22,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2vdata.checks import music, speech
 from s2vdata.checks.camera import camera_shift
 from s2vdata.checks.cut import scene_cut
 from s2vdata.checks.signals import av_align, av_sync, grey_frames, motion_energy_grey, onset_envelope, shrink
-from s2vdata.checks.sound import audio_level_db, bed_share, still_slots, tonal_slots, unrelated_audio
+from s2vdata.checks.sound import audio_level_db, bed_share, motion_level, still_slots, unrelated_audio
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.targets import Target
 
 # Lags searched by measure_window; a target may accept fewer (av_lag_max_frames).
 MAX_LAG_FRAMES = 15
 
-CHECKS = ("audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio")
+CHECKS = ("audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio", "speech",
+          "speech_unexplained", "music")
 SCORES = (*CHECKS, "av_align", "unrelated_onsets", "tonal_bed")
 # Bumped whenever a measure changes: build re-measures sidecars of another version.
-VERSION = "9"
+VERSION = "10"
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,13 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
 
     frames: (T, H, W, 3) uint8 RGB (a clip: 120 x 286 x 286); audio: (n,) float32
     mono in [-1, 1] at clip.sample_rate, frame i pairing with samples
-    [spf*i, spf*(i+1)). Scores: audio_db, motion, scene_cut, camera_shift,
-    av_sync, av_lag_frames, unrelated_audio, av_align. Curves, one value per
+    [spf*i, spf*(i+1)). Scores: SCORES (docs/checks.md). Curves, one value per
     frame: onset (sound onset envelope), motion (motion energy), shift
     (camera motion, px at clip size), cut (scene cut strength), unexplained
-    (onset energy no motion explains).
+    (onset energy no motion explains), tonal_still (tones over a still
+    picture), speech (voice probability), tonal (sustained tones, 0/1).
+    Loads the voice model on first use (speech.SpeechModelMissing if it is
+    not installed).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
@@ -71,11 +78,17 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
     sync, lag = av_sync(onset, motion, max_lag=MAX_LAG_FRAMES)
     onset_share, unexplained = unrelated_audio(onset, motion, lag=lag)
     still = still_slots(motion)
-    tonal = tonal_slots(audio, hop=clip.samples_per_frame, n_slots=n, sample_rate=clip.sample_rate)
+    slot_s = clip.samples_per_frame / clip.sample_rate
+    # one 16 kHz copy of the sound for the voice model and the tone finder
+    x16 = speech.resample(audio, sample_rate=clip.sample_rate)
+    voice = speech.voice_curve(x16, n_slots=n, slot_s=slot_s)
+    talking = voice >= speech.SPEECH_P
+    tonal = music.tonal_curve(x16, n_slots=n, slot_s=slot_s)
     bed = bed_share(tonal, still)
+    share = (lambda mask: float(mask.mean())) if n else (lambda mask: 0.0)
     scores = {
         "audio_db": audio_level_db(audio, hop=clip.samples_per_frame),
-        "motion": float(motion[1:].mean()) if n > 1 else 0.0,
+        "motion": motion_level(motion),
         "scene_cut": cut_score,
         "camera_shift": shift_score,
         "av_sync": sync,
@@ -84,9 +97,12 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
         "av_align": av_align(onset, motion),
         "unrelated_onsets": onset_share,
         "tonal_bed": bed,
+        "speech": share(talking),
+        "speech_unexplained": share(talking & still),
+        "music": share(tonal & ~talking),
     }
     curves = {"onset": onset, "motion": motion, "shift": shift, "cut": cut, "unexplained": unexplained,
-              "tonal_still": (tonal & still).astype(np.float32)}
+              "tonal_still": (tonal & still).astype(np.float32), "speech": voice, "tonal": tonal.astype(np.float32)}
     return {
         "scores": {k: float(v) for k, v in scores.items()},
         "curves": {k: [round(float(x), 6) for x in v] for k, v in curves.items()},
@@ -107,6 +123,9 @@ def decide(scores: dict[str, float], target: Target) -> list[CheckResult]:
         ("av_sync", target.av_sync_min, True, "sound does not follow the motion"),
         ("av_lag_frames", float(target.av_lag_max_frames), False, "sound and motion align only at a lag beyond the target's"),
         ("unrelated_audio", target.unrelated_audio_max, False, "sound unrelated to the motion (music, narration, off-screen events)"),
+        ("speech", target.speech_max, False, "a voice: speech is sound unrelated to this target's motion"),
+        ("speech_unexplained", target.speech_unexplained_max, False, "a voice while nothing moves (narrator, off-screen voice)"),
+        ("music", target.music_max, False, "music: sustained tones that are not a voice"),
     ]
     results = []
     for name, threshold, at_least, reason in rules:

@@ -55,10 +55,24 @@ def onset_envelope(audio: np.ndarray, *, hop: int = 1470, n_slots: int | None = 
     padded = np.concatenate([np.zeros(sub, dtype=np.float32), padded])
     idx = np.arange(win)[None, :] + sub * np.arange(n_sub + 1)[:, None]
     frames = padded[idx] * np.hanning(win).astype(np.float32)[None, :]
-    mag = np.abs(np.fft.rfft(frames, axis=1)) ** _COMPRESSION
+    # an FFT size with small factors: 734 = 2 x 367 (prime) is 3x slower than 736
+    mag = np.abs(np.fft.rfft(frames, n=_fast_size(win), axis=1)) ** _COMPRESSION
     flux = np.maximum(np.diff(mag, axis=0), 0.0).sum(axis=1)  # (n_sub,)
     env = flux.reshape(n_slots, _SUBSLOTS).sum(axis=1)
     return env.astype(np.float32)
+
+
+def _fast_size(n: int) -> int:
+    """Returns the smallest size >= n whose prime factors are 2, 3 and 5 (fast for pocketfft)."""
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
 
 
 def shrink(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:

@@ -1,8 +1,7 @@
-"""Plain check "not silent" and condition 3, "no sound unrelated to the movement"."""
+"""Plain checks "not silent" and "not still", and condition 3, "no sound unrelated to the movement"."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 # Motion energy (relative to the window's busiest frames) above which a frame
@@ -13,26 +12,38 @@ NEAR_FRAMES = 3
 # Below this motion energy (mean |grey difference|, 0..1) a frame is still whatever
 # the window's peak: codec noise on a static picture stays under it.
 _STILL_ABS = 2e-4
-# A spectral peak this far (dB) above the log-mean of its +-12 bins is a tone:
-# noise never gets there (probability ~1e-6 per bin), a note or a voice does.
-_TONE_DB = 15.0
-_TONE_SPAN = 25  # bins (30 Hz each at 44.1 kHz) of the local log-mean
-_TONE_HZ = (150.0, 15000.0)  # above mains hum, below codec cut-offs
-_TONES_PER_SLOT = 2  # peaks a slot needs to count as tonal
+# Share of a window's frames whose motion makes its motion level: 12 of 120, 0.4 s.
+_BUSIEST = 0.1
 
 
 def audio_level_db(audio: np.ndarray, *, hop: int = 1470) -> float:
-    """Returns the sound level of the window in dBFS: the 99th percentile of the per-frame-slot RMS.
+    """Returns the sound level of the window in dBFS: the RMS of its loudest frame slot.
 
-    A window with sound in a few slots (one clap) is not silent; a window with
-    nothing but a noise floor reads as the floor.
+    One clap or one short bang in four seconds of quiet is sound (a percentile
+    of the slots would drown it); a window holding nothing but a noise floor
+    reads as the floor.
     """
     x = np.asarray(audio, dtype=np.float64)
     n = len(x) // hop
     if n == 0:
         return -240.0
     rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1))
-    return float(20.0 * np.log10(np.percentile(rms, 99) + 1e-12))
+    return float(20.0 * np.log10(rms.max() + 1e-12))
+
+
+def motion_level(motion: np.ndarray) -> float:
+    """Returns the motion level of a window: the mean motion energy of its busiest 10% of frames (0 if fewer than 2 frames).
+
+    One burst or one clap in four seconds of stillness moves a few frames
+    strongly; a mean over all frames would drown it, the busiest tenth does
+    not. A still picture stays at its codec noise: a keyframe's one-frame
+    flicker counts a tenth.
+    """
+    m = np.asarray(motion, dtype=np.float64)[1:]
+    if len(m) == 0:
+        return 0.0
+    k = max(1, int(round(_BUSIEST * len(m))))
+    return float(np.sort(m)[-k:].mean())
 
 
 def unrelated_audio(onset: np.ndarray, motion: np.ndarray, *, lag: int = 0, near: int = NEAR_FRAMES) -> tuple[float, np.ndarray]:
@@ -42,8 +53,8 @@ def unrelated_audio(onset: np.ndarray, motion: np.ndarray, *, lag: int = 0, near
     noise bed does not count as onsets; a music bed's notes do). Slot t is
     explained by the largest relative motion within `near` frames of t - lag
     (the motion that caused it, given the measured lag) or of t, ramping from 0 to 1
-    up to a share _MOVING of the window's 95th-percentile motion. No onset
-    energy at all gives 0.0.
+    up to a share _MOVING of the window's motion level (`motion_level`). No
+    onset energy at all gives 0.0.
     """
     o = np.asarray(onset, dtype=np.float64)
     m = np.asarray(motion, dtype=np.float64)
@@ -53,7 +64,9 @@ def unrelated_audio(onset: np.ndarray, motion: np.ndarray, *, lag: int = 0, near
         return 0.0, np.zeros(0, np.float32)
     excess = np.maximum(o - np.median(o), 0.0)
     total = excess.sum()
-    scale = np.percentile(m[1:], 95) if n > 1 else 0.0
+    # the busiest frames set the scale: a single event that moves a few frames
+    # is the window's motion, not an outlier under its 95th percentile
+    scale = motion_level(m)
     if scale <= 1e-9:
         support = np.zeros(n)
     else:
@@ -88,33 +101,6 @@ def still_slots(motion: np.ndarray, *, near: int = NEAR_FRAMES) -> np.ndarray:
     moving[0] = moving[1]  # motion[0] is 0 by definition, not a still frame
     near_motion = np.convolve(moving.astype(np.float64), np.ones(2 * near + 1), mode="same") > 0
     return ~near_motion
-
-
-def tonal_slots(audio: np.ndarray, *, hop: int = 1470, n_slots: int | None = None, sample_rate: int = 44100) -> np.ndarray:
-    """Returns a bool mask (n_slots,): frame slots whose sound holds tones (music, a voice), at any level.
-
-    A slot is tonal when at least 2 spectral peaks stand 15 dB above the
-    log-mean of their neighbourhood; a noise floor, a clap, a bang or the roar
-    of the sea never does, a music bed 30 dB under the events does.
-    """
-    x = np.asarray(audio, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    n = len(x) // hop if n_slots is None else n_slots
-    if n <= 0:
-        return np.zeros(0, dtype=bool)
-    x = np.pad(x[: n * hop], (0, max(0, n * hop - len(x))))
-    spectra = np.abs(np.fft.rfft(x.reshape(n, hop) * np.hanning(hop), axis=1)) ** 2
-    bin_hz = sample_rate / hop
-    lo = max(1, int(np.ceil(_TONE_HZ[0] / bin_hz)))
-    hi = min(spectra.shape[1], int(_TONE_HZ[1] / bin_hz))
-    logp = np.log10(spectra[:, lo:hi] + 1e-20).astype(np.float32)
-    local = cv2.blur(logp, (_TONE_SPAN, 1), borderType=cv2.BORDER_REPLICATE)
-    peak = (logp[:, 1:-1] >= logp[:, :-2]) & (logp[:, 1:-1] >= logp[:, 2:])
-    tones = (peak & (logp[:, 1:-1] - local[:, 1:-1] > _TONE_DB / 10.0)).sum(axis=1)
-    # a slot of digital silence has no tones, whatever the arithmetic says
-    silent = spectra.max(axis=1) <= 1e-18
-    return (tones >= _TONES_PER_SLOT) & ~silent
 
 
 def bed_share(tonal: np.ndarray, still: np.ndarray) -> float:

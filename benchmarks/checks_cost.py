@@ -1,0 +1,109 @@
+"""Time the window checks (voice model included) against a bare decode of the same sources.
+
+    .venv/bin/python benchmarks/checks_cost.py [--out benchmarks/out] [--minutes 1] [--sources 2]
+
+Sources: the synthetic hand-clap scenes of benchmarks/build.py (H.264 + AAC,
+30 fps), at 1280x720 and at 854x480. The bare decode is benchmarks/build.py's
+(the FFmpeg command line decodes, crops the centre square and scales it to
+286 px; the sound is resampled to 44.1 kHz mono), one file at a time. The checks are
+`s2vdata.checks.measure_window` on every back-to-back 4-second window of the
+same files, decoded by `s2vdata.media.GridReader` as the build does; only the
+calls to measure_window are timed (wall clock, one thread for the voice
+model). Loading the voice model happens once per worker and is reported apart.
+CPU seconds of both are reported too: on a shared machine they move less
+with the load than wall time does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from build import bare_decode, children_cpu, scene_source  # noqa: E402
+
+
+def time_checks(paths: list[Path]) -> dict:
+    """Returns the wall and CPU seconds of measure_window over every 4-second window of these files, and the model load time."""
+    from s2vdata.checks import measure_window, speech
+    from s2vdata.config import CLIP
+    from s2vdata.media import GridReader
+
+    t0 = time.perf_counter()
+    speech.load_model()
+    load_s = time.perf_counter() - t0
+    n, spf = CLIP.frames, CLIP.samples_per_frame
+    wall = cpu = 0.0
+    windows = 0
+    for path in paths:
+        frames = np.empty((n, CLIP.size, CLIP.size, 3), np.uint8)
+        audio = np.empty(n * spf, np.float32)
+        i = 0
+        with GridReader(path) as reader:
+            for slot in reader.slots():
+                frames[i] = slot.frame
+                audio[i * spf : (i + 1) * spf] = slot.audio
+                i += 1
+                if i == n:
+                    w, c = time.perf_counter(), time.process_time()
+                    measure_window(frames, audio)
+                    wall += time.perf_counter() - w
+                    cpu += time.process_time() - c
+                    windows += 1
+                    i = 0
+    return {
+        "windows": windows,
+        "checks_wall_s": round(wall, 2),
+        "checks_cpu_s": round(cpu, 2),
+        "ms_per_window": round(1000 * wall / max(1, windows), 1),
+        "model_load_s": round(load_s, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    ap.add_argument("--minutes", type=float, default=1.0, help="length of each source")
+    ap.add_argument("--sources", type=int, default=2, help="sources per size")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "sizes": {},
+    }
+    for width, height in ((1280, 720), (854, 480)):
+        paths = [(args.out / f"cost-{height}p-{i}.mp4").resolve() for i in range(args.sources)]
+        for i, p in enumerate(paths):
+            scene_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
+        cpu0 = children_cpu()
+        bare = bare_decode(paths, jobs=1)
+        bare_cpu = children_cpu() - cpu0
+        row = {
+            "sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps",
+            "bare_decode_s": round(bare, 2),
+            "bare_decode_cpu_s": round(bare_cpu, 2),
+            "load_average": round(os.getloadavg()[0], 1),
+        }
+        row.update(time_checks(paths))
+        row["checks_vs_bare"] = round(row["checks_wall_s"] / bare, 3)
+        row["checks_cpu_vs_bare_cpu"] = round(row["checks_cpu_s"] / bare_cpu, 3)
+        result["sizes"][f"{height}p"] = row
+        print(json.dumps({f"{height}p": row}), flush=True)
+    (args.out / "checks_cost.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
