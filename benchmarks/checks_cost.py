@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--minutes", type=float, default=1.0, help="length of each source")
     ap.add_argument("--sources", type=int, default=2, help="sources per size")
+    ap.add_argument("--sizes", default="720p,480p", help="which sizes: 720p, 480p or both")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -83,7 +84,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "sizes": {},
     }
+    wanted = set(args.sizes.split(","))
     for width, height in ((1280, 720), (854, 480)):
+        if f"{height}p" not in wanted:
+            continue
         paths = [(args.out / f"cost-{height}p-{i}.mp4").resolve() for i in range(args.sources)]
         for i, p in enumerate(paths):
             scene_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
@@ -101,7 +105,7 @@ def main() -> None:
         row["checks_cpu_vs_bare_cpu"] = round(row["checks_cpu_s"] / bare_cpu, 3)
         result["sizes"][f"{height}p"] = row
         print(json.dumps({f"{height}p": row}), flush=True)
-    (args.out / "checks_cost.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"checks_cost-{'-'.join(sorted(wanted))}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
