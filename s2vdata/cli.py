@@ -249,9 +249,9 @@ def report(
         with console.status(f"writing the report of {target}"):
             path = write_report(target=target, data_dir=data_loc, manifests_dir=manifests_loc, out=out_loc)
     except FileNotFoundError as e:
-        raise _fail(str(e), 2)
+        raise _fail(str(e), 2) from e
     except OSError as e:
-        raise _fail(f"cannot write the report to {out_loc}: {e}", 1)
+        raise _fail(f"cannot write the report to {out_loc}: {e}", 1) from e
     console.print(f"report: {path}", soft_wrap=True)
 
 
@@ -287,7 +287,7 @@ def calibrate(
         try:
             result = fit_labels(labels_path=labels, target=base, data=data_loc)
         except LabelsError as e:
-            raise _fail(str(e), 2)
+            raise _fail(str(e), 2) from e
 
     def pct(x: float) -> str:
         return "-" if math.isnan(x) else f"{x:.2f}"
@@ -296,16 +296,15 @@ def calibrate(
     for col in ("check", "threshold", "precision before", "after", "recall before", "after"):
         table.add_column(col, justify="left" if col == "check" else "right")
     for q in [*result.per_check, result.overall]:
-        moved = "" if q.threshold_before is None else (
-            f"{q.threshold_before:g}" if q.threshold_before == q.threshold_after else f"{q.threshold_before:g} -> {q.threshold_after:g}"
-        )
+        before, after = q.threshold_before, q.threshold_after
+        moved = "" if before is None else f"{before:g}" if before == after else f"{before:g} -> {after:g}"
         table.add_row(q.check, moved, pct(q.precision_before), pct(q.precision_after), pct(q.recall_before), pct(q.recall_after))
     console.print(table)
     note = f"fitted by `s2vdata calibrate --labels {labels} --target {target}` on {len(result.labels)} labelled windows"
     try:
         path = write_targets_toml(out, result, note=note)
     except (OSError, ValueError) as e:
-        raise _fail(str(e), 2)
+        raise _fail(str(e), 2) from e
     console.print(f"target {target} written to {path}: rebuild with `s2vdata build --target {target} --targets {path}`",
                   soft_wrap=True)
 

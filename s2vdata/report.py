@@ -203,9 +203,15 @@ def _window_html(*, window: dict, kept: bool, failures: list[dict], work: Locati
     data = f' data-source="{html.escape(source_id)}" data-slot="{slot}"' if label else ""
     parts = [f'<div class="window {"kept" if kept else "rejected"}"{data}>']
     verdict = '<b class="ok">kept</b>' if kept else '<b class="fail">rejected</b>'
-    buttons = ('<span class="labels"> your label: <button type="button" class="label-keep" data-mark="keep">keep</button>'
-               '<button type="button" class="label-reject" data-mark="reject">reject</button>'
-               '<button type="button" class="label-clear" data-mark="">clear</button></span>') if label else ""
+    buttons = (
+        (
+            '<span class="labels"> your label: <button type="button" class="label-keep" data-mark="keep">keep</button>'
+            '<button type="button" class="label-reject" data-mark="reject">reject</button>'
+            '<button type="button" class="label-clear" data-mark="">clear</button></span>'
+        )
+        if label
+        else ""
+    )
     parts.append(f"<div>{start:.2f} s - {start + 4:.2f} s: {verdict}{buttons}</div>")
     if failures:
         rows = "".join(
@@ -213,17 +219,26 @@ def _window_html(*, window: dict, kept: bool, failures: list[dict], work: Locati
             f"<td>{html.escape(f['reason'])}</td></tr>"
             for f in failures
         )
-        parts.append(f'<table class="fail"><tr><th>failed check</th><th>value</th><th>threshold</th><th>reason</th></tr>{rows}</table>')
+        parts.append(
+            f'<table class="fail"><tr><th>failed check</th><th>value</th><th>threshold</th><th>reason</th></tr>{rows}</table>'
+        )
     scores = window.get("scores", {})
     if scores:
         shown = [k for k in CHECKS if k in scores] + sorted(set(scores) - set(CHECKS))
-        parts.append('<table class="scores"><tr>' + "".join(f"<th>{html.escape(k)}</th>" for k in shown) + "</tr><tr>"
-                     + "".join(f"<td>{_fmt(scores[k])}</td>" for k in shown) + "</tr></table>")
+        parts.append(
+            '<table class="scores"><tr>'
+            + "".join(f"<th>{html.escape(k)}</th>" for k in shown)
+            + "</tr><tr>"
+            + "".join(f"<td>{_fmt(scores[k])}</td>" for k in shown)
+            + "</tr></table>"
+        )
     sheet = window.get("sheet")
     if sheet:
         try:
             jpg = (work / sheet).read_bytes()
-            parts.append(f'<img class="sheet" alt="frames 0, 20, 40, 60, 80, 100 at {start:.2f} s" src="{_b64(jpg, "image/jpeg")}">')
+            parts.append(
+                f'<img class="sheet" alt="frames 0, 20, 40, 60, 80, 100 at {start:.2f} s" src="{_b64(jpg, "image/jpeg")}">'
+            )
         except OSError as e:
             parts.append(f'<div class="muted">contact sheet {html.escape(str(sheet))} missing: {html.escape(str(e))}</div>')
     if window.get("curves"):
@@ -308,35 +323,56 @@ def write_report(
             summary += f", split {html.escape(splits[sid])}"
         head.append(f"<p>{summary}</p>")
         for f in source_fails.get(sid, []):
-            head.append(f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
-                        f'(threshold {_fmt(f["threshold"])}): {html.escape(f["reason"])}</p>')
+            head.append(
+                f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
+                f"(threshold {_fmt(f['threshold'])}): {html.escape(f['reason'])}</p>"
+            )
         sections.append("".join(head + blocks))
 
     rejected_sources = Counter(f["check"] for fs in source_fails.values() for f in fs[:1])
-    totals = (f"<table><tr><th>sources</th><td>{len(order)}</td></tr>"
-              f"<tr><th>windows measured</th><td>{n_windows}</td></tr>"
-              f"<tr><th>windows kept (clips)</th><td>{n_kept}</td></tr>"
-              f"<tr><th>windows rejected</th><td>{n_windows - n_kept}</td></tr>"
-              f"<tr><th>sources rejected whole</th><td>{sum(rejected_sources.values())}</td></tr></table>")
+    totals = (
+        f"<table><tr><th>sources</th><td>{len(order)}</td></tr>"
+        f"<tr><th>windows measured</th><td>{n_windows}</td></tr>"
+        f"<tr><th>windows kept (clips)</th><td>{n_kept}</td></tr>"
+        f"<tr><th>windows rejected</th><td>{n_windows - n_kept}</td></tr>"
+        f"<tr><th>sources rejected whole</th><td>{sum(rejected_sources.values())}</td></tr></table>"
+    )
     counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in by_check.most_common() if v)
     source_counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rejected_sources.most_common())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     # what ties the labels to this build (s2vdata.calibrate checks it against the sidecars)
-    build = {"format": FORMAT, "version": FORMAT_VERSION, "target": target, "stamp": stamp,
-             "key": keys.most_common(1)[0][0] if keys else "", "sources": digests}
+    build = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "target": target,
+        "stamp": stamp,
+        "key": keys.most_common(1)[0][0] if keys else "",
+        "sources": digests,
+    }
     identity = json.dumps(build, sort_keys=True).replace("</", "<\\/")
-    labelbar = ('<div id="labelbar">Your labels, for <code>s2vdata calibrate</code>: <span id="labelcount">0 labelled</span> '
-                '<button type="button" id="download-labels">download labels</button> <span class="muted">'
-                '<kbd>&darr;</kbd>/<kbd>j</kbd> next, <kbd>&uarr;</kbd>/<kbd>p</kbd> previous, <kbd>k</kbd> keep, '
-                '<kbd>r</kbd> reject, <kbd>u</kbd> clear, <kbd>d</kbd> download; or click the buttons</span></div>')
+    labelbar = (
+        '<div id="labelbar">Your labels, for <code>s2vdata calibrate</code>: <span id="labelcount">0 labelled</span> '
+        '<button type="button" id="download-labels">download labels</button> <span class="muted">'
+        "<kbd>&darr;</kbd>/<kbd>j</kbd> next, <kbd>&uarr;</kbd>/<kbd>p</kbd> previous, <kbd>k</kbd> keep, "
+        "<kbd>r</kbd> reject, <kbd>u</kbd> clear, <kbd>d</kbd> download; or click the buttons</span></div>"
+    )
     page = (
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>s2v report: {html.escape(target)}</title>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>s2v report: {html.escape(target)}</title>'
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>s2v build report: target {html.escape(target)}</h1><p class=\"muted\">written {stamp} from {html.escape(str(manifests_dir))}</p>"
+        f"<h1>s2v build report: target {html.escape(target)}</h1>"
+        f'<p class="muted">written {stamp} from {html.escape(str(manifests_dir))}</p>'
         f"{labelbar}{totals}"
-        + (f"<h3>windows rejected, by first failing check</h3><table><tr><th>check</th><th>windows</th></tr>{counts}</table>" if counts else "")
-        + (f"<h3>sources rejected whole</h3><table><tr><th>check</th><th>sources</th></tr>{source_counts}</table>" if source_counts else "")
-        + "<p class=\"muted\">Each window: its verdict, the checks it failed (value against threshold), its scores, "
+        + (
+            f"<h3>windows rejected, by first failing check</h3><table><tr><th>check</th><th>windows</th></tr>{counts}</table>"
+            if counts
+            else ""
+        )
+        + (
+            f"<h3>sources rejected whole</h3><table><tr><th>check</th><th>sources</th></tr>{source_counts}</table>"
+            if source_counts
+            else ""
+        )
+        + '<p class="muted">Each window: its verdict, the checks it failed (value against threshold), its scores, '
         "frames 0, 20, 40, 60, 80, 100 (as in the paper's Figure 2) and the sound's onset envelope against the "
         "picture's motion energy, with the camera shift; under them, per frame, the voice probability (speech) and "
         "sustained tones that are not a voice (music).</p>"

@@ -12,7 +12,6 @@ from s2vdata.calibrate import (
     LabelsError,
     _passes,
     calibrate,
-    fit,
     key_digest,
     windows_digest,
     write_targets_toml,
@@ -23,9 +22,20 @@ from s2vdata.targets import THRESHOLDS, get_target, load_targets
 
 HAND = get_target("hand")
 KEY = {"stride_slots": 120, "checks": "test"}
-GOOD = {"audio_db": -20.0, "motion": 0.01, "scene_cut": 0.0, "camera_shift": 0.0, "av_sync": 0.6, "av_lag_frames": 1.0,
-        "unrelated_audio": 0.05, "speech": 0.0, "speech_unexplained": 0.0, "music": 0.0, "decode_errors": 0.0,
-        "audio_gap_ms": 0.0}
+GOOD = {
+    "audio_db": -20.0,
+    "motion": 0.01,
+    "scene_cut": 0.0,
+    "camera_shift": 0.0,
+    "av_sync": 0.6,
+    "av_lag_frames": 1.0,
+    "unrelated_audio": 0.05,
+    "speech": 0.0,
+    "speech_unexplained": 0.0,
+    "music": 0.0,
+    "decode_errors": 0.0,
+    "audio_gap_ms": 0.0,
+}
 
 
 def _build(root, shifts: dict[str, list[float]]):
@@ -33,8 +43,10 @@ def _build(root, shifts: dict[str, list[float]]):
     work = root / "data" / "work" / "hand"
     work.mkdir(parents=True)
     for sid, values in shifts.items():
-        windows = [{"start_slot": 120 * i, "start_s": 4.0 * i, "scores": {**GOOD, "camera_shift": v},
-                    "curves": {"onset": [0.0] * 3}} for i, v in enumerate(values)]
+        windows = [
+            {"start_slot": 120 * i, "start_s": 4.0 * i, "scores": {**GOOD, "camera_shift": v}, "curves": {"onset": [0.0] * 3}}
+            for i, v in enumerate(values)
+        ]
         (work / f"{sid}.json").write_text(json.dumps({"windows": windows, "source_id": sid, "key": KEY, "rejected": None}))
     return root / "data"
 
@@ -44,8 +56,14 @@ def _labels(path, data, marks: dict[tuple[str, int], str], *, target="hand", key
     sources = {}
     for f in sorted((data / "work" / "hand").glob("*.json")):
         sources[f.stem] = windows_digest(json.loads(f.read_text())["windows"])
-    doc = {"format": "s2v-labels", "version": 1, "target": target, "key": key or key_digest(KEY), "sources": sources,
-           "labels": [{"source_id": s, "start_slot": slot, "label": v} for (s, slot), v in marks.items()]}
+    doc = {
+        "format": "s2v-labels",
+        "version": 1,
+        "target": target,
+        "key": key or key_digest(KEY),
+        "sources": sources,
+        "labels": [{"source_id": s, "start_slot": slot, "label": v} for (s, slot), v in marks.items()],
+    }
     path.write_text(json.dumps(doc))
     return path
 
@@ -54,9 +72,20 @@ def _labels(path, data, marks: dict[tuple[str, int], str], *, target="hand", key
 def labelled(tmp_path):
     # a person who accepts a slow drift (camera_shift up to 0.6) and rejects real pans (1.5 and more)
     data = _build(tmp_path, {"a": [0.0, 0.3, 0.45, 0.6], "b": [0.5, 0.55, 1.5, 2.0], "c": [2.5, 3.0, 0.1, 0.2]})
-    marks = {("a", 0): "keep", ("a", 120): "keep", ("a", 240): "keep", ("a", 360): "keep", ("b", 0): "keep",
-             ("b", 120): "keep", ("b", 240): "reject", ("b", 360): "reject", ("c", 0): "reject", ("c", 120): "reject",
-             ("c", 240): "keep", ("c", 360): "keep"}
+    marks = {
+        ("a", 0): "keep",
+        ("a", 120): "keep",
+        ("a", 240): "keep",
+        ("a", 360): "keep",
+        ("b", 0): "keep",
+        ("b", 120): "keep",
+        ("b", 240): "reject",
+        ("b", 360): "reject",
+        ("c", 0): "reject",
+        ("c", 120): "reject",
+        ("c", 240): "keep",
+        ("c", 360): "keep",
+    }
     return data, _labels(tmp_path / "labels.json", data, marks), marks
 
 
@@ -136,16 +165,20 @@ def test_the_command_prints_before_and_after_and_exits_2_with_one_line_on_bad_la
     data, path, _ = labelled
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    ok = runner.invoke(app, ["calibrate", "--labels", str(path), "--target", "hand", "--data", str(data),
-                             "--out", "fitted.toml"], env={"COLUMNS": "200"})
+    ok = runner.invoke(
+        app,
+        ["calibrate", "--labels", str(path), "--target", "hand", "--data", str(data), "--out", "fitted.toml"],
+        env={"COLUMNS": "200"},
+    )
     assert ok.exit_code == 0, ok.output
     assert "0.25 -> 1.05" in ok.output and "all checks" in ok.output
     assert load_targets(tmp_path / "fitted.toml")["hand"].camera_shift_max == 1.05
     doc = json.loads(path.read_text())
     doc["labels"] = doc["labels"][:4]
     path.write_text(json.dumps(doc))
-    bad = runner.invoke(app, ["calibrate", "--labels", str(path), "--target", "hand", "--data", str(data)],
-                        env={"COLUMNS": "200"})
+    bad = runner.invoke(
+        app, ["calibrate", "--labels", str(path), "--target", "hand", "--data", str(data)], env={"COLUMNS": "200"}
+    )
     assert bad.exit_code == 2
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "at least 10" in lines[0]

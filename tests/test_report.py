@@ -123,6 +123,7 @@ def test_a_report_of_a_build_in_a_bucket_reads_and_writes_the_store(built, tmp_p
     from typer.testing import CliRunner
 
     from s2vdata.cli import app
+
     from s3server import make_bucket, s3_server
 
     root, local_report = built

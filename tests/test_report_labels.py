@@ -26,7 +26,9 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="chromium and chromium-driver are not installed (`make browser`)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None, reason="chromium and chromium-driver are not installed (`make browser`)"
+    ),
 ]
 
 
@@ -35,10 +37,21 @@ def _browser(downloads):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+    ):
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     # the driver named outright: selenium never looks for (or downloads) one
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
@@ -99,8 +112,23 @@ def test_labels_made_in_the_report_refit_the_target_and_the_rebuild_keeps_what_w
     assert {(x["source_id"], x["start_slot"]): x["label"] for x in doc["labels"]} == marks
 
     monkeypatch.chdir(tmp_path)
-    out = CliRunner().invoke(app, ["calibrate", "--labels", str(labels), "--target", "hand", "--data", str(data),
-                                   "--manifests", str(manifests), "--out", "fitted.toml"], env={"COLUMNS": "200"})
+    out = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--labels",
+            str(labels),
+            "--target",
+            "hand",
+            "--data",
+            str(data),
+            "--manifests",
+            str(manifests),
+            "--out",
+            "fitted.toml",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert out.exit_code == 0, out.output
     assert "camera_shift" in out.output and "0.25 ->" in out.output
 

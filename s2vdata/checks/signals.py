@@ -120,7 +120,7 @@ def grey_frames(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:
         f = f.astype(np.float32)
     scale = np.float32(1.0 / 255.0) if f.dtype == np.uint8 else np.float32(1.0)
     if f.ndim == 4 and f.shape[3] == 3:
-        g = grey_u8(f) if f.dtype == np.uint8 else np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in f])
+        g = grey_u8(f) if f.dtype == np.uint8 else np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in f])  # noqa: E501
     elif f.ndim == 4:
         g = f[..., 0]
     else:

@@ -167,9 +167,9 @@ class _Vad:
             w = _weights(path)
             bad = {k: tuple(w[k].shape) for k in _SHAPES if tuple(np.shape(w[k])) != _SHAPES[k]}
         except (OSError, ValueError, KeyError, AttributeError, StopIteration, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-            raise SpeechModelMissing(f"{path}: silero-vad's weights cannot be read ({e}); reinstall it: `{INSTALL}`") from e
+            raise SpeechModelMissing(f"{path}: silero-vad's weights cannot be read ({e}): reinstall, `{INSTALL}`") from e
         if bad:
-            raise SpeechModelMissing(f"{path}: silero-vad's weights have another layout than this check reads ({bad}); `{INSTALL}`")
+            raise SpeechModelMissing(f"{path}: silero-vad's weights have another layout than this check reads ({bad}): `{INSTALL}`")
         self.basis = np.ascontiguousarray(w["stft_conv.weight"][:, 0, :].T)  # (256, 258): real then imaginary parts
         # each convolution as one (in, out) matrix per tap
         self.conv = {}
@@ -266,7 +266,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def load_model() -> _Vad:
-    """Returns the process's voice-activity model, reading its weights on first use (raises SpeechModelMissing if not installed)."""
+    """Returns the process's voice-activity model, reading its weights on first use (SpeechModelMissing if not installed)."""
     global _MODEL
     if _MODEL is None:
         _MODEL = _Vad(model_path())
