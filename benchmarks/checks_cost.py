@@ -1,6 +1,6 @@
 """Time the window checks (voice model included) against a bare decode of the same sources.
 
-    .venv/bin/python benchmarks/checks_cost.py [--out benchmarks/out] [--minutes 1] [--sources 2]
+    .venv/bin/python benchmarks/checks_cost.py [--out benchmarks/out] [--minutes 1] [--sources 2] [--sizes 720p,480p]
 
 Sources: the synthetic hand-clap scenes of benchmarks/build.py (H.264 + AAC,
 30 fps), at 1280x720 and at 854x480. The bare decode is benchmarks/build.py's
@@ -8,8 +8,10 @@ Sources: the synthetic hand-clap scenes of benchmarks/build.py (H.264 + AAC,
 286 px; the sound is resampled to 44.1 kHz mono), one file at a time. The checks are
 `s2vdata.checks.measure_window` on every back-to-back 4-second window of the
 same files, decoded by `s2vdata.media.GridReader` as the build does; only the
-calls to measure_window are timed (wall clock, one thread for the voice
-model). Loading the voice model happens once per worker and is reported apart.
+calls to measure_window are timed (wall clock and CPU of the whole process,
+every thread). Loading the voice model (its weights read into numpy, no
+torch) happens once per worker and is reported apart, with the import of
+`s2vdata.checks` in a fresh process (what a build worker pays to start).
 CPU seconds of both are reported too: on a shared machine they move less
 with the load than wall time does.
 """
@@ -71,6 +73,18 @@ def time_checks(paths: list[Path]) -> dict:
     }
 
 
+def worker_start() -> float:
+    """Returns the seconds a fresh process takes to import s2vdata.checks and load the voice model (a worker's start)."""
+    import subprocess
+
+    code = (
+        "import time; t = time.perf_counter(); from s2vdata.checks import speech; speech.load_model(); "
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return round(float(out.strip()), 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
@@ -83,6 +97,7 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "sizes": {},
+        "worker_start_s": worker_start(),
     }
     wanted = set(args.sizes.split(","))
     for width, height in ((1280, 720), (854, 480)):
