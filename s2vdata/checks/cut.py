@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 _THUMB = 32  # side of the colour thumbnail the histograms are taken on
-_LEVELS = 4  # histogram levels per RGB channel: 64 bins
+_LEVEL_BITS = 2
+_LEVELS = 1 << _LEVEL_BITS  # histogram levels per RGB channel: 4, 64 bins
 _COARSE = 8  # side of the grey thumbnail for the layout change
 _MIN_EDGES = 20  # edge pixels a frame needs for the edge measure (a flat frame has none)
 _CONTEXT = 3  # frames each side compared across a boundary (at least 2 needed)
@@ -63,12 +64,12 @@ class _Features:
     def __init__(self, frames: np.ndarray, grey: np.ndarray | None = None):
         t = len(frames)
         thumbs = _thumbnails(frames)
-        q = (thumbs.astype(np.int32) * _LEVELS) >> 8
-        codes = (q[..., 0].astype(np.int32) * _LEVELS + q[..., 1]) * _LEVELS + q[..., 2]
-        codes = codes.reshape(t, -1) + (_LEVELS**3) * np.arange(t)[:, None]
-        self.hists = (np.bincount(codes.ravel(), minlength=t * _LEVELS**3).reshape(t, _LEVELS**3) / (_THUMB * _THUMB)).astype(
-            np.float32
-        )
+        # 64 colour bins: 2 bits per channel (the top two of each byte)
+        q = thumbs >> (8 - _LEVEL_BITS)
+        codes = ((q[..., 0] << (2 * _LEVEL_BITS)) | (q[..., 1] << _LEVEL_BITS) | q[..., 2]).reshape(t, -1).astype(np.int32)
+        codes += (_LEVELS**3) * np.arange(t, dtype=np.int32)[:, None]
+        self.hists = np.bincount(codes.ravel(), minlength=t * _LEVELS**3).reshape(t, _LEVELS**3).astype(np.float32)
+        self.hists /= _THUMB * _THUMB
         grey_thumbs = cv2.cvtColor(thumbs.reshape(t * _THUMB, _THUMB, 3), cv2.COLOR_RGB2GRAY)
         # 32 -> 8 px is an integer factor: the tall picture shrinks frame by frame
         coarse = cv2.resize(grey_thumbs, (_COARSE, t * _COARSE), interpolation=cv2.INTER_AREA)
@@ -76,9 +77,14 @@ class _Features:
         if grey is None:
             grey = np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in frames])
         kernel = np.ones((3, 3), np.uint8)
-        edges = [cv2.Canny(np.ascontiguousarray(g), 40, 120) for g in grey]
-        self.edges = np.packbits(np.stack(edges).reshape(t, -1) > 0, axis=1)
-        self.grown = np.packbits(np.stack([cv2.dilate(e, kernel) for e in edges]).reshape(t, -1) > 0, axis=1)
+        edges = np.empty(grey.shape, np.uint8)
+        grown = np.empty(grey.shape, np.uint8)
+        for i, g in enumerate(grey):
+            cv2.Canny(np.ascontiguousarray(g), 40, 120, edges=edges[i])
+            cv2.dilate(edges[i], kernel, dst=grown[i])
+        # packbits packs any non-zero byte as a set bit
+        self.edges = np.packbits(edges.reshape(t, -1), axis=1)
+        self.grown = np.packbits(grown.reshape(t, -1), axis=1)
         self.n_edges = _bits(self.edges)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
