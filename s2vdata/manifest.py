@@ -39,6 +39,9 @@ SCORE_COLUMNS = [
     "av_sync",
     "av_lag_frames",
     "unrelated_audio",
+    "speech",
+    "speech_unexplained",
+    "music",
     "decode_errors",
     "audio_gap_ms",
 ]
