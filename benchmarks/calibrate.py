@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/calibrate.py [--seeds 4] [--files 1] [--jobs 2] [--out benchmarks/out/calibration.json]
     .venv/bin/python benchmarks/calibrate.py --base 8 --recordings held --out benchmarks/out/heldout.json   # held-out set
     .venv/bin/python benchmarks/calibrate.py --scores benchmarks/out/calibration.json   # re-decide only
+    .venv/bin/python benchmarks/calibrate.py --scores benchmarks/out/calibration.json --heldout benchmarks/out/heldout.json
 
 Scenes come from the project's generator (s2vdata.synth.render): for every
 shipped target, clean scenes and the same scenes with one defect at several
@@ -275,6 +276,43 @@ def evaluate(records: list[dict], targets: dict) -> str:
 
 def summary(records: list[dict], targets: dict) -> str:
     """Returns one markdown table: per kind (rows) and target (columns) the share rejected (kept, for good windows), windows in brackets."""
+    cells, pr = _cells(records, targets)
+    order = sorted(cells, key=lambda k: (not k.startswith("clean"), k.startswith("bursts"), k))
+    lines = ["| kind (share rejected unless noted) | " + " | ".join(TARGETS) + " |", "|---" * (len(TARGETS) + 1) + "|"]
+    for kind in order:
+        row = [f"{np.mean(v):.2f} ({len(v)})" if (v := cells[kind].get(t)) else "" for t in TARGETS]
+        lines.append(f"| {kind} | " + " | ".join(row) + " |")
+    lines.append("| **precision / recall of keep** | " + " | ".join(
+        f"{tp / max(1, tp + fp):.3f} / {tp / max(1, tp + fn):.3f}" for tp, fp, fn in (pr[t] for t in TARGETS)) + " |")
+    return "\n".join(lines)
+
+
+def summary_pair(tuning: list[dict], held: list[dict], targets: dict) -> str:
+    """Returns the table of docs/checks.md: per kind and target, "tuning / held-out" share rejected (kept, for good windows)."""
+    a, pa = _cells(tuning, targets)
+    b, pb = _cells(held, targets)
+    order = sorted(set(a) | set(b), key=lambda k: (not k.startswith("clean"), k.startswith("bursts"), k))
+
+    def cell(c: dict, kind: str, t: str) -> str:
+        v = c.get(kind, {}).get(t)
+        return f"{np.mean(v):.2f} ({len(v)})" if v else "-"
+
+    lines = ["| kind (share rejected unless noted) | " + " | ".join(f"{t}: tuning / held-out" for t in TARGETS) + " |",
+             "|---" * (len(TARGETS) + 1) + "|"]
+    for kind in order:
+        row = ["" if cell(a, kind, t) == cell(b, kind, t) == "-" else f"{cell(a, kind, t)} / {cell(b, kind, t)}" for t in TARGETS]
+        lines.append(f"| {kind} | " + " | ".join(row) + " |")
+    for i, what in ((0, "precision"), (1, "recall")):
+        vals = []
+        for t in TARGETS:
+            q = [(tp / max(1, tp + fp), tp / max(1, tp + fn))[i] for tp, fp, fn in (pa[t], pb[t])]
+            vals.append(f"{q[0]:.3f} / {q[1]:.3f}")
+        lines.append(f"| **{what} of keep** | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def _cells(records: list[dict], targets: dict) -> tuple[dict, dict]:
+    """Returns ({kind: {target: [right, ...]}}, {target: [tp, fp, fn]}): each window's decision, right or wrong, by kind."""
     cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     pr: dict[str, list[int]] = {}
     for name in TARGETS:
@@ -292,14 +330,7 @@ def summary(records: list[dict], targets: dict) -> str:
             fn += good and not kept
             fp += (not good) and kept
         pr[name] = [tp, fp, fn]
-    order = sorted(cells, key=lambda k: (not k.startswith("clean"), k.startswith("bursts"), k))
-    lines = ["| kind (share rejected unless noted) | " + " | ".join(TARGETS) + " |", "|---" * (len(TARGETS) + 1) + "|"]
-    for kind in order:
-        row = [f"{np.mean(v):.2f} ({len(v)})" if (v := cells[kind].get(t)) else "" for t in TARGETS]
-        lines.append(f"| {kind} | " + " | ".join(row) + " |")
-    lines.append("| **precision / recall of keep** | " + " | ".join(
-        f"{tp / max(1, tp + fp):.3f} / {tp / max(1, tp + fn):.3f}" for tp, fp, fn in (pr[t] for t in TARGETS)) + " |")
-    return "\n".join(lines)
+    return cells, pr
 
 
 def quantiles(records: list[dict]) -> str:
@@ -333,9 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", type=Path, help="re-decide saved scores instead of measuring")
     parser.add_argument("--targets", type=Path, help="TOML file of target thresholds to try")
     parser.add_argument("--quantiles", action="store_true", help="also print score percentiles per kind")
+    parser.add_argument("--heldout", type=Path, help="with --scores: saved held-out scores, printed beside the tuning set's")
     args = parser.parse_args(argv)
 
     targets = load_targets(args.targets) if args.targets else dict(SHIPPED)
+    if args.scores and args.heldout:
+        print(summary_pair(json.loads(args.scores.read_text())["records"], json.loads(args.heldout.read_text())["records"], targets))
+        return 0
     if args.scores:
         doc = json.loads(args.scores.read_text())
         records = doc["records"]

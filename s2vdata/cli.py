@@ -233,23 +233,80 @@ def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
 @app.command()
 def report(
     target: str = typer.Option(..., "--target", "-t"),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default manifests/T.report.html)"),
-    data: Path = DataOpt,
-    manifests: Path = ManifestsOpt,
+    out: Optional[str] = typer.Option(None, "--out", help="HTML file, a path or a URL (default: manifests/T.report.html)"),
+    data: str = DataOpt,
+    manifests: str = ManifestsOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
     targets_file: Optional[Path] = TargetsOpt,
 ) -> None:
-    """Write one self-contained HTML page: why each window was kept or rejected."""
+    """Write one self-contained HTML page: why each window was kept or rejected; mark windows there for `calibrate`."""
     from s2vdata.report import write_report
 
     _target(target, targets_file)
-    _local_only(data, "--data", "report")
-    _local_only(manifests, "--manifests", "report")
-    out = out or Path(manifests) / f"{target}.report.html"
+    data_loc, manifests_loc = _where(data, storage_option), _where(manifests, storage_option)
+    out_loc = _where(out, storage_option) if out else manifests_loc / f"{target}.report.html"
     try:
-        path = write_report(target=target, data_dir=data, manifests_dir=manifests, out=out)
+        with console.status(f"writing the report of {target}"):
+            path = write_report(target=target, data_dir=data_loc, manifests_dir=manifests_loc, out=out_loc)
     except FileNotFoundError as e:
-        raise _fail(str(e), 2)
-    console.print(f"report: {path}")
+        raise _fail(str(e), 2) from e
+    except OSError as e:
+        raise _fail(f"cannot write the report to {out_loc}: {e}", 1) from e
+    console.print(f"report: {path}", soft_wrap=True)
+
+
+@app.command()
+def calibrate(
+    labels: Path = typer.Option(..., "--labels", help="labels file downloaded from the report (`download labels`)"),
+    target: str = typer.Option(..., "--target", "-t", help="the target the report and the labels are of"),
+    out: Path = typer.Option(Path("s2v-targets.toml"), "--out", help="TOML file the fitted target is written to"),
+    data: str = DataOpt,
+    manifests: str = ManifestsOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
+    targets_file: Optional[Path] = TargetsOpt,
+) -> None:
+    """Fit a target's thresholds to your keep/reject labels, from the scores the build stored (no decoding)."""
+    import json
+    import math
+    from dataclasses import replace
+
+    from s2vdata.calibrate import LabelsError, write_targets_toml
+    from s2vdata.calibrate import calibrate as fit_labels
+    from s2vdata.targets import Target
+
+    base = _target(target, targets_file)
+    data_loc, manifests_loc = _where(data, storage_option), _where(manifests, storage_option)
+    # the thresholds the build used, if it recorded them: the labels were made on its decisions
+    try:
+        built = json.loads((manifests_loc / f"{target}.build.json").read_bytes()).get("target") or {}
+        known = {k: v for k, v in built.items() if k in Target.__dataclass_fields__ and k != "name"}
+        base = replace(base, **known)
+    except (OSError, ValueError, TypeError):
+        pass
+    with console.status(f"fitting {target}'s thresholds to {labels}"):
+        try:
+            result = fit_labels(labels_path=labels, target=base, data=data_loc)
+        except LabelsError as e:
+            raise _fail(str(e), 2) from e
+
+    def pct(x: float) -> str:
+        return "-" if math.isnan(x) else f"{x:.2f}"
+
+    table = Table(title=f"precision / recall of keep on {len(result.labels)} labelled windows ({result.keep} keep)")
+    for col in ("check", "threshold", "precision before", "after", "recall before", "after"):
+        table.add_column(col, justify="left" if col == "check" else "right")
+    for q in [*result.per_check, result.overall]:
+        before, after = q.threshold_before, q.threshold_after
+        moved = "" if before is None else f"{before:g}" if before == after else f"{before:g} -> {after:g}"
+        table.add_row(q.check, moved, pct(q.precision_before), pct(q.precision_after), pct(q.recall_before), pct(q.recall_after))
+    console.print(table)
+    note = f"fitted by `s2vdata calibrate --labels {labels} --target {target}` on {len(result.labels)} labelled windows"
+    try:
+        path = write_targets_toml(out, result, note=note)
+    except (OSError, ValueError) as e:
+        raise _fail(str(e), 2) from e
+    console.print(f"target {target} written to {path}: rebuild with `s2vdata build --target {target} --targets {path}`",
+                  soft_wrap=True)
 
 
 @app.command()

@@ -1,11 +1,17 @@
 """The HTML report of a build: one self-contained page showing why each window was kept or rejected.
 
-Reads what `build` left: manifests/<target>.csv (kept clips),
-manifests/<target>.rejects.csv (rejected sources and windows, with check,
-value, threshold and reason) and the per-source sidecars
-data/work/<target>/<source_id>.json (every window's scores and curves, and the
-path of its contact sheet). Images are embedded (base64 JPEG for the contact
-sheets, PNG for the plots), so the file can be mailed or archived alone.
+Reads what `build` left, on a local folder or an object store (`Location`):
+manifests/<target>.csv (kept clips), manifests/<target>.rejects.csv (rejected
+sources and windows, with check, value, threshold and reason) and the
+per-source sidecars data/work/<target>/<source_id>.json (every window's scores
+and curves, and the path of its contact sheet). Images are embedded (base64
+JPEG for the contact sheets, PNG for the plots), so the file can be mailed or
+archived alone and works offline.
+
+A person marks windows keep or reject on the page (mouse or keyboard) and
+downloads the marks as a labels file for `s2vdata calibrate`; the page embeds
+the build's identity (the sidecars' measure key and each source's windows'
+digest, `s2vdata.calibrate`) and the file carries it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from s2vdata.calibrate import FORMAT, FORMAT_VERSION, key_digest, windows_digest  # noqa: E402
 from s2vdata.checks import CHECKS  # noqa: E402
+from s2vdata.storage import Location  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +47,61 @@ table.scores td,table.scores th{font-size:.75em;padding:.1em .35em}
 .kept{border-left:6px solid #2a9d47}.rejected{border-left:6px solid #c8372d}
 .window{margin:.8em 0;padding:.4em .8em;background:#fafafa}.window img{display:block;max-width:100%;margin:.3em 0}
 .fail{color:#c8372d}.ok{color:#2a9d47}.muted{color:#777;font-size:.85em}
+#labelbar{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid #ccc;padding:.4em 0;font-size:.9em}
+.labels button{margin-right:.4em;font-size:.85em;cursor:pointer}.window.current{outline:2px solid #1f5fbf}
+.window.mark-keep .label-keep{background:#2a9d47;color:#fff}.window.mark-reject .label-reject{background:#c8372d;color:#fff}
+.window.mark-keep{background:#eef8f0}.window.mark-reject{background:#fbeeed}
+kbd{border:1px solid #bbb;border-radius:3px;padding:0 .25em;font-size:.85em}
+"""
+
+# The labelling: marks kept in memory (and in the browser's storage for this build, so a reload keeps them),
+# downloaded as the labels file `s2vdata calibrate` reads. No network: everything is in this page.
+_JS = """
+(function(){
+var build=JSON.parse(document.getElementById('s2v-build').textContent);
+var store='s2v-labels:'+build.target+':'+build.key+':'+build.stamp;
+var marks={};try{marks=JSON.parse(localStorage.getItem(store)||'{}')}catch(e){marks={}}
+var wins=Array.prototype.slice.call(document.querySelectorAll('.window[data-source]'));var cur=-1;
+function id(w){return w.getAttribute('data-source')+'|'+w.getAttribute('data-slot')}
+function paint(w){var m=marks[id(w)];w.classList.toggle('mark-keep',m==='keep');w.classList.toggle('mark-reject',m==='reject');
+ w.setAttribute('data-label',m||'')}
+function count(){var k=0,r=0;for(var x in marks){if(marks[x]==='keep')k++;else if(marks[x]==='reject')r++;}
+ document.getElementById('labelcount').textContent=(k+r)+' labelled ('+k+' keep, '+r+' reject)';
+ try{localStorage.setItem(store,JSON.stringify(marks))}catch(e){}}
+function mark(w,v){if(!w)return;if(v)marks[id(w)]=v;else delete marks[id(w)];paint(w);count()}
+function go(i){if(!wins.length)return;cur=Math.max(0,Math.min(wins.length-1,i));
+ wins.forEach(function(w,j){w.classList.toggle('current',j===cur)});wins[cur].scrollIntoView({block:'center'})}
+function download(){var labels=[];for(var x in marks){var p=x.lastIndexOf('|');
+  labels.push({source_id:x.slice(0,p),start_slot:parseInt(x.slice(p+1),10),label:marks[x]})}
+ labels.sort(function(a,b){return a.source_id<b.source_id?-1:a.source_id>b.source_id?1:a.start_slot-b.start_slot});
+ var doc={format:build.format,version:build.version,target:build.target,key:build.key,sources:build.sources,
+  made:new Date().toISOString(),labels:labels};
+ var a=document.createElement('a');a.href=URL.createObjectURL(new Blob([JSON.stringify(doc,null,1)],{type:'application/json'}));
+ a.download=build.target+'.labels.json';document.body.appendChild(a);a.click();
+ setTimeout(function(){URL.revokeObjectURL(a.href);a.remove()},1000)}
+wins.forEach(function(w,j){paint(w);w.addEventListener('click',function(e){var b=e.target.closest('button');go(j);
+ if(b&&b.hasAttribute('data-mark'))mark(w,b.getAttribute('data-mark'))})});
+document.getElementById('download-labels').addEventListener('click',download);
+document.addEventListener('keydown',function(e){if(e.ctrlKey||e.metaKey||e.altKey)return;var k=e.key;
+ if(k==='ArrowDown'||k==='j'||k==='n'){go(cur+1);e.preventDefault()}
+ else if(k==='ArrowUp'||k==='p'){go(cur-1);e.preventDefault()}
+ else if(k==='k'||k==='y'){if(cur<0)go(0);mark(wins[cur],'keep');go(cur+1)}
+ else if(k==='r'||k==='x'){if(cur<0)go(0);mark(wins[cur],'reject');go(cur+1)}
+ else if(k==='u'||k==='0'){if(cur>=0)mark(wins[cur],'')}
+ else if(k==='d'){download()}});
+count();
+})();
 """
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Location) -> pd.DataFrame:
     """Returns the CSV as text cells, or an empty frame when the file is missing or has no rows."""
-    if not path.exists():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return pd.DataFrame()
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 
@@ -66,17 +120,22 @@ def _b64(data: bytes, mime: str) -> str:
 
 
 def plot_curves(curves: dict, *, title: str = "") -> bytes:
-    """Returns a PNG: onset envelope and motion energy (each scaled to its peak) over frames, camera shift on the right axis."""
+    """Returns a PNG: onset envelope and motion energy (each scaled to its peak) over frames, camera shift on the right
+    axis, and under them a strip per frame: the voice probability (speech) and sustained tones that are not a voice (music)."""
     onset = np.asarray(curves.get("onset", []), dtype=float)
     motion = np.asarray(curves.get("motion", []), dtype=float)
     shift = np.asarray(curves.get("shift", []), dtype=float)
-    fig, ax = plt.subplots(figsize=(7.2, 1.8), dpi=80)
+    voice = np.asarray(curves.get("speech", []), dtype=float)
+    tonal = np.asarray(curves.get("tonal", []), dtype=float)
+    strip = len(voice) or len(tonal)
+    fig = plt.figure(figsize=(7.2, 2.3 if strip else 1.8), dpi=80)
+    grid = fig.add_gridspec(2 if strip else 1, 1, height_ratios=[4, 1] if strip else [1], hspace=0.08)
+    ax = fig.add_subplot(grid[0])
     for values, label, colour in ((onset, "sound onsets", "#1f5fbf"), (motion, "motion energy", "#e07b00")):
         if len(values):
             peak = values.max() if values.max() > 0 else 1.0
             ax.plot(values / peak, label=label, color=colour, linewidth=1.2)
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("frame", fontsize=8)
     ax.tick_params(labelsize=7)
     if len(shift):
         right = ax.twinx()
@@ -90,19 +149,37 @@ def plot_curves(curves: dict, *, title: str = "") -> bytes:
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right", ncol=3, frameon=False)
     if title:
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
+    if strip:
+        n = max(len(voice), len(tonal), len(onset))
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.tick_params(labelbottom=False)
+        band = fig.add_subplot(grid[1], sharex=ax)
+        rows = np.ones((2, n, 3))
+        if len(voice):  # green, as dark as the voice is likely
+            rows[0, : len(voice)] = 1.0 - np.clip(voice, 0, 1)[:, None] * np.array([0.85, 0.4, 0.75])
+        if len(tonal):  # purple where tones sound and no voice does (what `music` counts)
+            music = (tonal >= 0.5) & ~(np.pad(voice, (0, max(0, len(tonal) - len(voice))))[: len(tonal)] >= 0.5)
+            rows[1, : len(tonal)][music] = np.array([0.55, 0.3, 0.75])
+        band.imshow(rows, aspect="auto", interpolation="nearest", extent=(-0.5, n - 0.5, 1.5, -0.5))
+        band.set_yticks([0, 1], ["speech", "music"], fontsize=7)
+        band.tick_params(labelsize=7)
+        band.set_xlabel("frame", fontsize=8)
+    else:
+        ax.set_xlabel("frame", fontsize=8)
+    fig.subplots_adjust(left=0.09, right=0.92, top=0.95, bottom=0.16 if strip else 0.22)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
 
 
-def _load_sidecar(path: Path) -> dict | None:
+def _load_sidecar(path: Location) -> dict | None:
+    """Returns a sidecar whole (curves too: the report draws them), or None when it is missing or unreadable."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         log.warning("%s: unreadable sidecar, its windows are left out of the report: %s", path, e)
         return None
 
@@ -117,45 +194,73 @@ def _fmt(value) -> str:
     return f"{v:.4g}"
 
 
-def _window_html(*, window: dict, kept: bool, failures: list[dict], work: Path) -> str:
-    """Returns the HTML block of one window: verdict, failing checks, scores, contact sheet, plot."""
+def _window_html(*, window: dict, kept: bool, failures: list[dict], work: Location, source_id: str) -> str:
+    """Returns the HTML block of one window: verdict, label buttons, failing checks, scores, contact sheet, plot."""
     start = float(window.get("start_s", 0.0))
-    parts = [f'<div class="window {"kept" if kept else "rejected"}">']
+    slot = window.get("start_slot")
+    # only windows with stored scores can be labelled: calibrate fits thresholds to those
+    label = isinstance(slot, int) and "scores" in window
+    data = f' data-source="{html.escape(source_id)}" data-slot="{slot}"' if label else ""
+    parts = [f'<div class="window {"kept" if kept else "rejected"}"{data}>']
     verdict = '<b class="ok">kept</b>' if kept else '<b class="fail">rejected</b>'
-    parts.append(f"<div>{start:.2f} s - {start + 4:.2f} s: {verdict}</div>")
+    buttons = (
+        (
+            '<span class="labels"> your label: <button type="button" class="label-keep" data-mark="keep">keep</button>'
+            '<button type="button" class="label-reject" data-mark="reject">reject</button>'
+            '<button type="button" class="label-clear" data-mark="">clear</button></span>'
+        )
+        if label
+        else ""
+    )
+    parts.append(f"<div>{start:.2f} s - {start + 4:.2f} s: {verdict}{buttons}</div>")
     if failures:
         rows = "".join(
             f"<tr><td>{html.escape(f['check'])}</td><td>{_fmt(f['value'])}</td><td>{_fmt(f['threshold'])}</td>"
             f"<td>{html.escape(f['reason'])}</td></tr>"
             for f in failures
         )
-        parts.append(f'<table class="fail"><tr><th>failed check</th><th>value</th><th>threshold</th><th>reason</th></tr>{rows}</table>')
+        parts.append(
+            f'<table class="fail"><tr><th>failed check</th><th>value</th><th>threshold</th><th>reason</th></tr>{rows}</table>'
+        )
     scores = window.get("scores", {})
     if scores:
         shown = [k for k in CHECKS if k in scores] + sorted(set(scores) - set(CHECKS))
-        parts.append('<table class="scores"><tr>' + "".join(f"<th>{html.escape(k)}</th>" for k in shown) + "</tr><tr>"
-                     + "".join(f"<td>{_fmt(scores[k])}</td>" for k in shown) + "</tr></table>")
+        parts.append(
+            '<table class="scores"><tr>'
+            + "".join(f"<th>{html.escape(k)}</th>" for k in shown)
+            + "</tr><tr>"
+            + "".join(f"<td>{_fmt(scores[k])}</td>" for k in shown)
+            + "</tr></table>"
+        )
     sheet = window.get("sheet")
     if sheet:
         try:
-            data = (work / sheet).read_bytes()
-            parts.append(f'<img class="sheet" alt="frames 0, 20, 40, 60, 80, 100 at {start:.2f} s" src="{_b64(data, "image/jpeg")}">')
+            jpg = (work / sheet).read_bytes()
+            parts.append(
+                f'<img class="sheet" alt="frames 0, 20, 40, 60, 80, 100 at {start:.2f} s" src="{_b64(jpg, "image/jpeg")}">'
+            )
         except OSError as e:
             parts.append(f'<div class="muted">contact sheet {html.escape(str(sheet))} missing: {html.escape(str(e))}</div>')
     if window.get("curves"):
         png = plot_curves(window["curves"])
-        parts.append(f'<img class="plot" alt="onset envelope, motion energy and camera shift at {start:.2f} s" src="{_b64(png, "image/png")}">')
+        alt = f"onset envelope, motion energy, camera shift, speech and music at {start:.2f} s"
+        parts.append(f'<img class="plot" alt="{alt}" src="{_b64(png, "image/png")}">')
     parts.append("</div>")
     return "".join(parts)
 
 
-def write_report(*, target: str, data_dir: Path | str, manifests_dir: Path | str, out: Path | str) -> Path:
-    """Returns the path of the HTML report written for `target` (one self-contained file, written atomically).
+def write_report(
+    *, target: str, data_dir: Location | Path | str, manifests_dir: Location | Path | str, out: Location | Path | str
+) -> Path | Location:
+    """Returns where the HTML report of `target` was written (one self-contained file, whole or not at all): a Path
+    on the local disk, else the Location on its store.
 
-    Raises FileNotFoundError when neither the manifest nor the rejects file of
-    the target exists (nothing was built yet).
+    Each argument is a local path or an object-store URL (a Location). Raises
+    FileNotFoundError when neither the manifest nor the rejects file of the
+    target exists (nothing was built yet).
     """
-    data_dir, manifests_dir, out = Path(data_dir), Path(manifests_dir), Path(out)
+    data_dir, manifests_dir = Location(data_dir), Location(manifests_dir)
+    out = Location(out, options=manifests_dir.options) if not isinstance(out, Location) else out
     manifest_path = manifests_dir / f"{target}.csv"
     rejects_path = manifests_dir / f"{target}.rejects.csv"
     if not manifest_path.exists() and not rejects_path.exists():
@@ -187,9 +292,14 @@ def write_report(*, target: str, data_dir: Path | str, manifests_dir: Path | str
     n_windows = n_kept = 0
     by_check: Counter = Counter()
     sections = []
+    keys: Counter = Counter()
+    digests: dict[str, str] = {}
     for sid in order:
         sidecar = _load_sidecar(work / f"{sid}.json") or {}
         windows = sidecar.get("windows") or []
+        if windows:
+            keys[key_digest(sidecar.get("key") or {})] += 1
+            digests[sid] = windows_digest(windows)
         known = {_slot(w.get("start_s")) for w in windows}
         # windows in the CSVs but not in a sidecar (deleted work folder): shown from the CSV rows alone
         for slot in sorted((kept_slots[sid] | {s for (x, s) in window_fails if x == sid}) - known):
@@ -205,7 +315,7 @@ def write_report(*, target: str, data_dir: Path | str, manifests_dir: Path | str
             kept_here += kept
             if fails:
                 by_check[fails[0]["check"]] += 1
-            blocks.append(_window_html(window=w, kept=kept, failures=fails, work=work))
+            blocks.append(_window_html(window=w, kept=kept, failures=fails, work=work, source_id=sid))
         n_kept += kept_here
         head = [f"<h2>{html.escape(sid)}</h2>", f'<div class="muted">{html.escape(origins.get(sid, ""))}</div>']
         summary = f"{kept_here} of {len(windows)} windows kept"
@@ -213,34 +323,64 @@ def write_report(*, target: str, data_dir: Path | str, manifests_dir: Path | str
             summary += f", split {html.escape(splits[sid])}"
         head.append(f"<p>{summary}</p>")
         for f in source_fails.get(sid, []):
-            head.append(f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
-                        f'(threshold {_fmt(f["threshold"])}): {html.escape(f["reason"])}</p>')
+            head.append(
+                f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
+                f"(threshold {_fmt(f['threshold'])}): {html.escape(f['reason'])}</p>"
+            )
         sections.append("".join(head + blocks))
 
     rejected_sources = Counter(f["check"] for fs in source_fails.values() for f in fs[:1])
-    totals = (f"<table><tr><th>sources</th><td>{len(order)}</td></tr>"
-              f"<tr><th>windows measured</th><td>{n_windows}</td></tr>"
-              f"<tr><th>windows kept (clips)</th><td>{n_kept}</td></tr>"
-              f"<tr><th>windows rejected</th><td>{n_windows - n_kept}</td></tr>"
-              f"<tr><th>sources rejected whole</th><td>{sum(rejected_sources.values())}</td></tr></table>")
+    totals = (
+        f"<table><tr><th>sources</th><td>{len(order)}</td></tr>"
+        f"<tr><th>windows measured</th><td>{n_windows}</td></tr>"
+        f"<tr><th>windows kept (clips)</th><td>{n_kept}</td></tr>"
+        f"<tr><th>windows rejected</th><td>{n_windows - n_kept}</td></tr>"
+        f"<tr><th>sources rejected whole</th><td>{sum(rejected_sources.values())}</td></tr></table>"
+    )
     counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in by_check.most_common() if v)
     source_counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rejected_sources.most_common())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # what ties the labels to this build (s2vdata.calibrate checks it against the sidecars)
+    build = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "target": target,
+        "stamp": stamp,
+        "key": keys.most_common(1)[0][0] if keys else "",
+        "sources": digests,
+    }
+    identity = json.dumps(build, sort_keys=True).replace("</", "<\\/")
+    labelbar = (
+        '<div id="labelbar">Your labels, for <code>s2vdata calibrate</code>: <span id="labelcount">0 labelled</span> '
+        '<button type="button" id="download-labels">download labels</button> <span class="muted">'
+        "<kbd>&darr;</kbd>/<kbd>j</kbd> next, <kbd>&uarr;</kbd>/<kbd>p</kbd> previous, <kbd>k</kbd> keep, "
+        "<kbd>r</kbd> reject, <kbd>u</kbd> clear, <kbd>d</kbd> download; or click the buttons</span></div>"
+    )
     page = (
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>s2v report: {html.escape(target)}</title>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>s2v report: {html.escape(target)}</title>'
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>s2v build report: target {html.escape(target)}</h1><p class=\"muted\">written {stamp} from {html.escape(str(manifests_dir))}</p>"
-        f"{totals}"
-        + (f"<h3>windows rejected, by first failing check</h3><table><tr><th>check</th><th>windows</th></tr>{counts}</table>" if counts else "")
-        + (f"<h3>sources rejected whole</h3><table><tr><th>check</th><th>sources</th></tr>{source_counts}</table>" if source_counts else "")
-        + "<p class=\"muted\">Each window: its verdict, the checks it failed (value against threshold), its scores, "
+        f"<h1>s2v build report: target {html.escape(target)}</h1>"
+        f'<p class="muted">written {stamp} from {html.escape(str(manifests_dir))}</p>'
+        f"{labelbar}{totals}"
+        + (
+            f"<h3>windows rejected, by first failing check</h3><table><tr><th>check</th><th>windows</th></tr>{counts}</table>"
+            if counts
+            else ""
+        )
+        + (
+            f"<h3>sources rejected whole</h3><table><tr><th>check</th><th>sources</th></tr>{source_counts}</table>"
+            if source_counts
+            else ""
+        )
+        + '<p class="muted">Each window: its verdict, the checks it failed (value against threshold), its scores, '
         "frames 0, 20, 40, 60, 80, 100 (as in the paper's Figure 2) and the sound's onset envelope against the "
-        "picture's motion energy, with the camera shift.</p>"
+        "picture's motion energy, with the camera shift; under them, per frame, the voice probability (speech) and "
+        "sustained tones that are not a voice (music).</p>"
         + "".join(sections)
+        + f'<script type="application/json" id="s2v-build">{identity}</script><script>{_JS}</script>'
         + "</body></html>"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    if out.is_local:
+        out.path.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out.path if out.is_local else out

@@ -137,11 +137,26 @@ def test_a_narrator_over_a_still_mouth_fails_but_its_own_vowels_do_not():
     assert "speech_unexplained" in narrated and scores["speech_unexplained"] > 0.3
 
 
-def test_the_batched_voice_model_equals_its_own_chunk_by_chunk_forward():
+def test_the_numpy_voice_model_equals_silero_vads_own_torchscript_model():
+    torch = pytest.importorskip("torch")
     model = speech.load_model()
-    assert model.fast
-    x16 = speech.resample(recording("speech_czech.opus")[: 2 * RATE], sample_rate=RATE)
-    np.testing.assert_allclose(model._fast(x16), model._slow(x16), atol=1e-4)
+    jit = torch.jit.load(str(speech.model_path()), map_location="cpu").eval()
+    for name in ("speech_czech.opus", "music_rock.opus"):
+        x16 = speech.resample(recording(name)[: 2 * RATE], sample_rate=RATE)
+        with torch.no_grad():
+            jit.reset_states()
+            want = jit.audio_forward(torch.from_numpy(x16).unsqueeze(0), speech.VAD_RATE).numpy().reshape(-1)
+        got = model(x16)
+        assert got.shape == want.shape == (63,)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert (want >= speech.SPEECH_P).any() == name.startswith("speech")
+
+
+def test_an_archive_that_is_not_silero_vads_is_a_clear_error(tmp_path):
+    bad = tmp_path / "silero_vad.jit"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(speech.SpeechModelMissing, match=r"cannot be read.*pip install --no-deps silero-vad"):
+        speech._Vad(bad)
 
 
 def test_resample_keeps_a_tone_and_drops_what_is_above_8_khz():
@@ -158,10 +173,14 @@ def test_a_missing_voice_model_is_a_clear_error_with_the_install_command(monkeyp
     monkeypatch.setattr(speech, "_MODEL", None)
     with pytest.raises(speech.SpeechModelMissing, match=r"pip install --no-deps silero-vad"):
         speech.load_model()
+    with pytest.raises(speech.SpeechModelMissing, match=r"pip install --no-deps silero-vad"):
+        speech.ensure_model()
 
 
-def test_s2vdata_imports_without_torch():
-    code = "import sys, s2vdata.checks, s2vdata.build, s2vdata.cli; print('torch' in sys.modules)"
+def test_s2vdata_imports_and_measures_a_window_without_torch():
+    code = ("import sys, numpy as np, s2vdata.checks, s2vdata.build, s2vdata.cli; "
+            "s2vdata.checks.measure_window(np.zeros((120, 64, 64, 3), np.uint8), np.zeros(176400, np.float32)); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -1,5 +1,6 @@
 """The HTML report of a real build: every source and window with its verdict, reasons and images, all embedded."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -86,3 +87,72 @@ def test_report_from_csvs_alone_when_sidecars_are_gone(tmp_path):
     assert "<td>av_sync</td><td>0.1</td><td>0.35</td>" in page
     assert "unreadable: moov atom not found" in page
     assert Path(out).suffix == ".html"
+
+
+def test_the_report_shows_the_voice_and_music_scores_and_a_strip_of_each_per_frame(built):
+    import cv2
+    import numpy as np
+
+    from s2vdata.report import plot_curves
+
+    _, out = built
+    page = out.read_text()
+    for score in ("speech", "speech_unexplained", "music"):
+        assert f"<th>{score}</th>" in page
+    n = 120
+    voice = [1.0] * 60 + [0.0] * 60  # a voice in the first half
+    tonal = [0.0] * 60 + [1.0] * 60  # tones and no voice in the second: music
+    png = plot_curves({"onset": [0.1] * n, "motion": [0.2] * n, "speech": voice, "tonal": tonal})
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].astype(int)  # RGB
+    plain = cv2.imdecode(np.frombuffer(plot_curves({"onset": [0.1] * n, "motion": [0.2] * n}), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape[0] > plain.shape[0]  # the strip adds a band under the curves
+    band = img[int(img.shape[0] * 0.7):]
+    green = (band[..., 1] > band[..., 0] + 60) & (band[..., 1] > band[..., 2] + 60)
+    purple = (band[..., 2] > band[..., 1] + 60) & (band[..., 0] > band[..., 1] + 30)
+    cols = np.arange(img.shape[1])
+    mid = cols[green.any(axis=0)].max() if green.any() else 0
+    assert green.sum() > 100 and purple.sum() > 100
+    assert cols[green.any(axis=0)].max() < cols[purple.any(axis=0)].min() + 2  # voice left of music, as in the curves
+    assert mid < img.shape[1] * 0.6
+
+
+@pytest.mark.slow
+def test_a_report_of_a_build_in_a_bucket_reads_and_writes_the_store(built, tmp_path, monkeypatch):
+    import os
+
+    from typer.testing import CliRunner
+
+    from s2vdata.cli import app
+
+    from s3server import make_bucket, s3_server
+
+    root, local_report = built
+    with s3_server() as env:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        make_bucket(env, "rep")
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        fs.put(str(root / "data" / "work"), "rep/data/work", recursive=True)
+        for name in ("hand.csv", "hand.rejects.csv"):
+            fs.put(str(root / "manifests" / name), f"rep/manifests/{name}")
+        monkeypatch.chdir(tmp_path)
+        runner = CliRunner()
+        res = runner.invoke(app, ["report", "--target", "hand", "--data", "s3://rep/data", "--manifests", "s3://rep/manifests"])
+        assert res.exit_code == 0, res.output
+        remote = fs.cat_file("rep/manifests/hand.report.html").decode()
+        res = runner.invoke(app, ["report", "--target", "hand", "--data", "s3://rep/data", "--manifests", "s3://rep/manifests",
+                                  "--out", "here.html"])
+        assert res.exit_code == 0, res.output
+        local = (tmp_path / "here.html").read_text()
+        assert not os.path.exists(tmp_path / "s3:")
+    body = lambda page: re.sub(r"written [^<]*</p>|\"stamp\": \"[^\"]*\"|s2v-labels:[^']*'", "", page)  # noqa: E731
+    assert body(remote) == body(local)
+    # the same windows, verdicts, images and build identity as the report of the local folders
+    want = local_report.read_text()
+    assert remote.count('class="window kept"') == want.count('class="window kept"') == 2
+    assert re.findall(r'<img[^>]*src="([^"]+)"', remote) == re.findall(r'<img[^>]*src="([^"]+)"', want)
+    ident = lambda page: json.loads(re.search(r'id="s2v-build">(.*?)</script>', page).group(1))  # noqa: E731
+    a, b = ident(remote), ident(want)
+    assert (a["key"], a["sources"]) == (b["key"], b["sources"]) and len(a["sources"]) == 2

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from s2vdata.checks import music, speech
 from s2vdata.checks.camera import camera_shift
 from s2vdata.checks.cut import scene_cut
-from s2vdata.checks.signals import av_align, av_sync, grey_frames, motion_energy_grey, onset_envelope, shrink
+from s2vdata.checks.signals import av_align, av_sync, grey_u8, motion_energy_grey, onset_envelope, shrink
 from s2vdata.checks.sound import audio_level_db, bed_share, motion_level, still_slots, unrelated_audio
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.targets import Target
@@ -37,7 +38,7 @@ CHECKS = ("audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_
           "speech_unexplained", "music")
 SCORES = (*CHECKS, "av_align", "unrelated_onsets", "tonal_bed")
 # Bumped whenever a measure changes: build re-measures sidecars of another version.
-VERSION = "10"
+VERSION = "11"
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,25 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
+    threads = cv2.getNumThreads()
+    # cv2 splits each small picture over its thread pool, which costs more CPU than it saves here; a build runs
+    # one worker per core anyway
+    cv2.setNumThreads(1)
+    try:
+        return _measure(frames, audio, clip=clip)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _measure(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec) -> dict:
     n = len(frames)
     small = shrink(frames)
-    grey = grey_frames(small)
+    grey = grey_u8(small)  # uint8: what the tracker and the edge finder read, and motion energy as /255
     motion = motion_energy_grey(grey)
     onset = onset_envelope(audio, hop=clip.samples_per_frame, n_slots=n)
     # shift in px at clip size: the tracker sees frames shrunk from the clip's side
     shift_score, shift = camera_shift(grey, scale=frames.shape[2] / grey.shape[2])
-    cut_score, cut = scene_cut(small)
+    cut_score, cut = scene_cut(small, grey=grey)
     sync, lag = av_sync(onset, motion, max_lag=MAX_LAG_FRAMES)
     onset_share, unexplained = unrelated_audio(onset, motion, lag=lag)
     still = still_slots(motion)

@@ -25,7 +25,8 @@ PAIR_STEP = 2
 _GRID = 4  # corners are picked per cell of a 4x4 grid, so the background gets its share of them
 _PER_CELL = 4  # corners per grid cell
 _MAX_POINTS = _GRID * _GRID * _PER_CELL
-_REDETECT_EVERY = 8  # frames; also whenever half the points were lost
+_REDETECT_EVERY = 16  # frames; also whenever half the points were lost
+_LEVELS = 2  # pyramid levels above the frame for Lucas-Kanade (one level fewer tracks a black frame as motion)
 _MIN_POINTS = 6  # fewer tracked points than this: the pair is not measured
 _RANSAC_PX = 0.3  # inlier distance at TRACK_SIDE: tighter than the slowest pan we must see
 # A fixed camera is preferred when it explains nearly as many points as the best
@@ -91,14 +92,20 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> tuple[np.ndarray, np.nda
             points = None
             bare[j] = True
             continue
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + step], points, None, winSize=(9, 9), maxLevel=2)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + step], points, None, winSize=(9, 9), maxLevel=_LEVELS)
         ok = status[:, 0] == 1
         if ok.sum() < _MIN_POINTS:
             points = None
             continue
         src, dst = points[ok].reshape(-1, 2), moved[ok].reshape(-1, 2)
+        step_sq = ((dst - src) ** 2).sum(axis=1)
+        still = int((step_sq <= _STILL_PX**2).sum())
+        points = moved[ok].reshape(-1, 1, 2)
+        if still >= _FIXED_PREFERENCE * len(src):
+            # no fit can explain more points than were tracked: the fixed camera wins whatever RANSAC would find
+            out[j] = 0.0
+            continue
         fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=_RANSAC_PX)
-        still = int((np.hypot(*(dst - src).T) <= _STILL_PX).sum())
         if fit is not None and still >= _FIXED_PREFERENCE * int(inliers.sum()):
             out[j] = 0.0
         elif fit is not None and _spread(src[inliers[:, 0] == 1], w=w, h=h) < _MIN_SPREAD:
@@ -106,7 +113,6 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> tuple[np.ndarray, np.nda
         elif fit is not None:
             displaced = corners @ fit[:, :2].T + fit[:, 2]
             out[j] = float(np.sqrt(((displaced - corners) ** 2).sum(axis=1)).max()) / step
-        points = moved[ok].reshape(-1, 1, 2)
     return out, bare
 
 

@@ -25,84 +25,117 @@ import cv2
 import numpy as np
 
 _THUMB = 32  # side of the colour thumbnail the histograms are taken on
-_LEVELS = 4  # histogram levels per RGB channel: 64 bins
+_LEVEL_BITS = 2
+_LEVELS = 1 << _LEVEL_BITS  # histogram levels per RGB channel: 4, 64 bins
 _COARSE = 8  # side of the grey thumbnail for the layout change
 _MIN_EDGES = 20  # edge pixels a frame needs for the edge measure (a flat frame has none)
 _CONTEXT = 3  # frames each side compared across a boundary (at least 2 needed)
 _CANDIDATE = 0.05  # spikes below this are not worth the full comparison
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _bits(packed: np.ndarray) -> np.ndarray:
+    """Returns the number of set bits in each row of a packed (N, bytes) uint8 array."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
+    return _POPCOUNT[packed].sum(axis=1, dtype=np.int64)
+
+
+def _thumbnails(frames: np.ndarray) -> np.ndarray:
+    """Returns (T, 32, 32, 3) colour thumbnails: the frames' centre square of 32k px shrunk by the integer factor k.
+
+    An integer factor keeps cv2's area filter on its fast path, and on the frames
+    stacked into one tall picture it never mixes two frames (143 px frames: the
+    centre 128 px, by 4). Frames under 32 px are scaled to 32 one by one.
+    """
+    t, h, w = frames.shape[:3]
+    k = min(h, w) // _THUMB
+    if k == 0:
+        return np.stack([cv2.resize(np.ascontiguousarray(f), (_THUMB, _THUMB), interpolation=cv2.INTER_AREA) for f in frames])
+    side = k * _THUMB
+    y, x = (h - side) // 2, (w - side) // 2
+    tall = np.ascontiguousarray(frames[:, y : y + side, x : x + side]).reshape(t * side, side, 3)
+    return cv2.resize(tall, (_THUMB, t * _THUMB), interpolation=cv2.INTER_AREA).reshape(t, _THUMB, _THUMB, 3)
 
 
 class _Features:
-    """Per-frame colour histogram, coarse layout and edge maps of a window's distinct frames."""
+    """Per-frame colour histogram, coarse layout and edge maps (packed bits) of a window's frames."""
 
-    def __init__(self, frames: np.ndarray):
+    def __init__(self, frames: np.ndarray, grey: np.ndarray | None = None):
         t = len(frames)
-        self.hists = np.zeros((t, _LEVELS**3), dtype=np.float32)
-        self.coarse = np.zeros((t, _COARSE, _COARSE), dtype=np.float32)
-        self.edges: list[np.ndarray] = []
-        self.grown: list[np.ndarray] = []
+        thumbs = _thumbnails(frames)
+        # 64 colour bins: 2 bits per channel (the top two of each byte)
+        q = thumbs >> (8 - _LEVEL_BITS)
+        codes = ((q[..., 0] << (2 * _LEVEL_BITS)) | (q[..., 1] << _LEVEL_BITS) | q[..., 2]).reshape(t, -1).astype(np.int32)
+        codes += (_LEVELS**3) * np.arange(t, dtype=np.int32)[:, None]
+        self.hists = np.bincount(codes.ravel(), minlength=t * _LEVELS**3).reshape(t, _LEVELS**3).astype(np.float32)
+        self.hists /= _THUMB * _THUMB
+        grey_thumbs = cv2.cvtColor(thumbs.reshape(t * _THUMB, _THUMB, 3), cv2.COLOR_RGB2GRAY)
+        # 32 -> 8 px is an integer factor: the tall picture shrinks frame by frame
+        coarse = cv2.resize(grey_thumbs, (_COARSE, t * _COARSE), interpolation=cv2.INTER_AREA)
+        self.coarse = coarse.reshape(t, _COARSE * _COARSE).astype(np.float32) / 255.0
+        if grey is None:
+            grey = np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in frames])
         kernel = np.ones((3, 3), np.uint8)
-        for i, f in enumerate(frames):
-            f = np.ascontiguousarray(f)
-            small = cv2.resize(f, (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
-            q = (small.astype(np.int32) * _LEVELS) // 256
-            codes = (q[..., 0] * _LEVELS + q[..., 1]) * _LEVELS + q[..., 2]
-            self.hists[i] = np.bincount(codes.ravel(), minlength=_LEVELS**3) / codes.size
-            grey_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-            self.coarse[i] = cv2.resize(grey_small, (_COARSE, _COARSE), interpolation=cv2.INTER_AREA) / 255.0
-            e = cv2.Canny(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), 40, 120)
-            self.edges.append(e > 0)
-            self.grown.append(cv2.dilate(e, kernel) > 0)
+        edges = np.empty(grey.shape, np.uint8)
+        grown = np.empty(grey.shape, np.uint8)
+        for i, g in enumerate(grey):
+            cv2.Canny(np.ascontiguousarray(g), 40, 120, edges=edges[i])
+            cv2.dilate(edges[i], kernel, dst=grown[i])
+        # packbits packs any non-zero byte as a set bit
+        self.edges = np.packbits(edges.reshape(t, -1), axis=1)
+        self.grown = np.packbits(grown.reshape(t, -1), axis=1)
+        self.n_edges = _bits(self.edges)
 
-    def distance(self, a: int, b: int) -> np.ndarray:
-        """Returns (colour, layout, edge) changes between frames a and b, each in 0..1.
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Returns (len(a), 3): the (colour, layout, edge) changes between frames a[i] and b[i], each in 0..1.
 
         colour: the smaller of half the L1 histogram distance and the layout
         change (a flash moves the histogram, not the layout); layout: 4x the mean
         |change| of the 8x8 grey thumbnails, at most 1; edge: the smaller of the
         shares of edges lost and gained (1 px tolerance).
         """
-        layout = min(1.0, 4.0 * float(np.abs(self.coarse[a] - self.coarse[b]).mean()))
-        colour = min(0.5 * float(np.abs(self.hists[a] - self.hists[b]).sum()), layout)
-        ea, eb = self.edges[a], self.edges[b]
-        na, nb = int(ea.sum()), int(eb.sum())
-        edge = 0.0
-        if min(na, nb) >= _MIN_EDGES:
-            edge = min((ea & ~self.grown[b]).sum() / na, (eb & ~self.grown[a]).sum() / nb)
-        return np.array([colour, layout, edge], dtype=np.float64)
+        layout = np.minimum(1.0, 4.0 * np.abs(self.coarse[a] - self.coarse[b]).mean(axis=1, dtype=np.float64))
+        colour = np.minimum(0.5 * np.abs(self.hists[a] - self.hists[b]).sum(axis=1, dtype=np.float64), layout)
+        na, nb = self.n_edges[a], self.n_edges[b]
+        lost = _bits(self.edges[a] & ~self.grown[b])
+        gained = _bits(self.edges[b] & ~self.grown[a])
+        ok = np.minimum(na, nb) >= _MIN_EDGES
+        edge = np.where(ok, np.minimum(lost / np.maximum(na, 1), gained / np.maximum(nb, 1)), 0.0)
+        return np.stack([colour, layout, edge], axis=1)
 
 
-def cut_curve(frames: np.ndarray) -> np.ndarray:
+def cut_curve(frames: np.ndarray, *, grey: np.ndarray | None = None) -> np.ndarray:
     """Returns the cut strength at each frame boundary, shape (T,), [0] = 0, in 0..1.
 
-    frames: (T, H, W, 3) uint8 RGB, best shrunk to ~150 px. Boundary i is
-    between frames i-1 and i; its strength is the largest over the three
-    measures of (the smallest change between any frame of the 3 before and any
-    of the 3 after) minus (the largest change at the two boundaries either side).
+    frames: (T, H, W, 3) uint8 RGB, best shrunk to ~150 px; grey: the same
+    frames as uint8 grey, if already made. Boundary i is between frames i-1
+    and i; its strength is the largest over the three measures of (the
+    smallest change between any frame of the 3 before and any of the 3 after)
+    minus (the largest change at the two boundaries either side).
     """
     t = len(frames)
     curve = np.zeros(t, dtype=np.float32)
     if t < 4:
         return curve
-    feats = _Features(frames)
+    feats = _Features(frames, grey)
     jumps = np.zeros((t + 2, 3))  # jumps[i]: boundary i (between frames i-1 and i); 0 outside the window
-    for i in range(1, t):
-        jumps[i] = feats.distance(i - 1, i)
-    for i in range(2, t - 1):  # two frames on each side at least
-        # two boundaries each side: a 25 fps source on the 30 fps grid repeats a
-        # frame every sixth slot, and a repeat's zero change must not make the
-        # change next to it look lone
-        around = np.maximum.reduce([jumps[i - 2], jumps[i - 1], jumps[i + 1], jumps[i + 2]])
-        if (jumps[i] - around).max() < _CANDIDATE:
-            continue
-        before = range(max(0, i - _CONTEXT), i)
-        after = range(i, min(t, i + _CONTEXT))
-        lasting = np.min([feats.distance(a, b) for a in before for b in after], axis=0)
-        curve[i] = max(0.0, float((lasting - around).max()))
+    jumps[1:t] = feats.distance(np.arange(t - 1), np.arange(1, t))
+    # two boundaries each side: a 25 fps source on the 30 fps grid repeats a frame every sixth slot, and a
+    # repeat's zero change must not make the change next to it look lone
+    idx = np.arange(2, t - 1)  # two frames on each side at least
+    around = np.maximum.reduce([jumps[idx - 2], jumps[idx - 1], jumps[idx + 1], jumps[idx + 2]])
+    spikes = (jumps[idx] - around).max(axis=1) >= _CANDIDATE
+    for i, near in zip(idx[spikes], around[spikes]):
+        before = np.arange(max(0, i - _CONTEXT), i)
+        after = np.arange(i, min(t, i + _CONTEXT))
+        a, b = np.repeat(before, len(after)), np.tile(after, len(before))
+        lasting = feats.distance(a, b).min(axis=0)
+        curve[i] = max(0.0, float((lasting - near).max()))
     return curve
 
 
-def scene_cut(frames: np.ndarray) -> tuple[float, np.ndarray]:
-    """Returns (scene_cut score = the strongest boundary, per-frame cut curve)."""
-    curve = cut_curve(frames)
+def scene_cut(frames: np.ndarray, *, grey: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Returns (scene_cut score = the strongest boundary, per-frame cut curve); grey: the frames as uint8 grey, if made."""
+    curve = cut_curve(frames, grey=grey)
     return (float(curve.max()) if len(curve) else 0.0), curve

@@ -51,14 +51,16 @@ def sustained_peaks(logp: np.ndarray, *, bin_hz: float) -> np.ndarray:
     near[:, 1:] |= peak[:, :-1]
     near[:, :-1] |= peak[:, 1:]
     t = len(near)
-    fwd = np.zeros(near.shape, np.int16)
-    bwd = np.zeros(near.shape, np.int16)
-    for i in range(t):
-        fwd[i] = (fwd[i - 1] + 1) * near[i] if i else near[i]
-    for i in range(t - 1, -1, -1):
-        bwd[i] = (bwd[i + 1] + 1) * near[i] if i < t - 1 else near[i]
-    run = fwd + bwd - 1
-    return ((run >= _SUSTAIN) & peak).sum(axis=1)
+    if t < _SUSTAIN:
+        return np.zeros(t, dtype=np.int64)
+    # a slot is in a run of _SUSTAIN or more when some window of _SUSTAIN slots covering it is near throughout
+    full = near[: t - _SUSTAIN + 1].copy()
+    for k in range(1, _SUSTAIN):
+        full &= near[k : t - _SUSTAIN + 1 + k]
+    held = np.zeros_like(near)
+    for k in range(_SUSTAIN):
+        held[k : t - _SUSTAIN + 1 + k] |= full
+    return (held & peak).sum(axis=1)
 
 
 def tonal_curve(x16: np.ndarray, *, n_slots: int, slot_s: float, rate: int = 16_000) -> np.ndarray:
