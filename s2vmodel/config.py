@@ -7,10 +7,11 @@ data change: edit PRESETS, or pass `--config FILE` / `--set section.field=value`
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class ModelConfig:
     g_depth: int = 4  # U-Net down-sampling steps: 64 px -> 64 / 2**depth at the bottleneck
     g_norm: str = "batch"  # generator normalisation: batch | instance | none
     sound_levels: int = 1  # U-Net levels modulated by the sound feature, from the bottleneck up (1 = bottleneck only)
-    residual: bool = False  # G predicts a change of the input image (frame = tanh(atanh(image) + out))
+    residual: bool = False  # G predicts a change of the input image (or of the previous frame, with previous_frame)
+    residual_mode: str = "atanh"  # how a residual G changes it: atanh (frame = tanh(atanh(base) + out)) | linear (base + out)
+    previous_frame: bool = False  # G also sees the frame before each frame (its own, when generating): the paper's recursive extension
     ndf: int = 64  # discriminator base channels (MoCoGAN: 64-128-256)
     d_norm: str = "batch"  # discriminator normalisation: batch (MoCoGAN) | instance | spectral | none
     video_frames: int = 16  # T: consecutive frames D_V judges
@@ -70,6 +73,7 @@ class TrainConfig:
     lambda_motion: float = 0.0  # weight of an extra L1 weighted by each pixel's motion from the input image (0 = paper)
     loss: str = "bce"  # adversarial loss: bce (the paper's log form, non-saturating G) | hinge
     image_frames: int = 1  # frames per clip that D_I judges (Gamma_1: one)
+    scheduled_sampling: float = 0.0  # with model.previous_frame: largest share of previous frames taken from G's own guess (0 = teacher forcing)
     ema: float = 0.0  # G weight EMA decay (0 = off); the EMA weights are what load_generator returns
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda
@@ -194,13 +198,15 @@ def parse_assignments(items: list[str]) -> dict[str, dict[str, str]]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Return the nested overrides in a TOML or JSON file."""
-    text = Path(path).read_text()
     try:
-        if Path(path).suffix.lower() == ".json":
-            return json.loads(text)
-        return tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"cannot parse config file {path}: {err}") from err
+        text = Path(path).read_text()
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path}: cannot read it as a TOML or JSON config ({reason})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds sections, e.g. [train] lr = 1e-4")
+    return data
 
 
 def resolve_config(

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from s2vdata.config import CLIP
-from s2vdata.media import load_audio, write_video
+from s2vdata.clips import CLIP, load_audio, write_video
 from s2vmodel.audio import peak_normalize, slot_spectrogram
 from s2vmodel.checkpoint import load_generator
 
@@ -129,8 +128,10 @@ def generate_chunks(model: torch.nn.Module, *, image: np.ndarray, audio: np.ndar
     """
     feats = sound_features(model, audio, hop=model.config.hop, n_fft=model.config.n_fft)  # (1, T, D)
     x = to_model_image(image).to(feats.device)  # (1, 3, H, W)
+    last = None  # the frame before the chunk: a model that sees its previous frame goes on from it
     for t0 in range(0, feats.shape[1], chunk_frames):
-        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames])  # (1, n, 3, H, W)
+        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames], last)  # (1, n, 3, H, W)
+        last = video[:, -1]
         yield to_uint8(video[0])
 
 

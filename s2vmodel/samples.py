@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from s2vdata.media import write_video
+from s2vdata.clips import write_video
 
 # the paper's Figure 2 frame colours: input image green, generated orange, original red (RGB)
 GREEN, ORANGE, RED = (40, 180, 40), (255, 150, 0), (220, 30, 30)

@@ -7,6 +7,10 @@ whole B*T batch in one call. The sound feature modulates the decoder (FiLM: per-
 and shift after normalisation) on `sound_levels` levels from the bottleneck up; modulating
 after the normalisation matters: a spatially constant sound map concatenated before an
 instance norm would be subtracted out again.
+
+With `previous`, the encoder also sees the frame before each frame (the paper's recursive
+extension): it then runs once per frame on (image, previous frame), 6 channels, and a
+residual output is a change of the previous frame instead of the input image.
 """
 
 from __future__ import annotations
@@ -54,14 +58,20 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         sound_levels: int = 1,
         residual: bool = False,
+        residual_mode: str = "atanh",
+        previous: bool = False,
         channels: int = 3,
     ) -> None:
         super().__init__()
+        if residual_mode not in ("atanh", "linear"):
+            raise ValueError(f"unknown residual mode {residual_mode!r}: use atanh or linear")
         self.residual = residual
+        self.residual_mode = residual_mode
+        self.previous = previous
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
-            inp = channels if i == 0 else widths[i - 1]
+            inp = (2 * channels if previous else channels) if i == 0 else widths[i - 1]
             layers: list[nn.Module] = [nn.Conv2d(inp, width, 4, stride=2, padding=1)]
             if i > 0:
                 layers.append(_norm2d(norm, width))
@@ -87,17 +97,27 @@ class UNetGenerator(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def forward(self, image: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """Return (B, T, 3, H, W) frames for image (B, 3, H, W) and feats (B, T, D)."""
+    def forward(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them (B, T, 3, H, W)."""
         B, T, D = feats.shape
+        if self.previous:
+            if previous is None:
+                raise ValueError("this generator also sees the previous frame: pass `previous` (B, T, 3, H, W)")
+            base = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
+            x = torch.cat([image.unsqueeze(1).expand_as(previous).reshape_as(base), base], dim=1)  # (B*T, 6, H, W)
+            per_clip = 1  # encoder maps are already per frame
+        else:
+            base, x, per_clip = image, image, T
         skips = []
-        x = image
         for block in self.down:
             x = block(x)
-            skips.append(x)  # (B, C_i, H / 2**(i+1), W / 2**(i+1))
+            skips.append(x)  # (B*T/per_clip, C_i, H / 2**(i+1), W / 2**(i+1))
         feat = feats.reshape(B * T, D)  # (B*T, D)
 
         def repeat(t: torch.Tensor) -> torch.Tensor:
+            # per-clip maps to per-frame maps (the clip's T frames share them)
+            if per_clip == 1:
+                return t
             return t.unsqueeze(1).expand(B, T, *t.shape[1:]).reshape(B * T, *t.shape[1:])  # (B*T, ...)
 
         x = repeat(skips[-1])  # (B*T, C, h, w) bottleneck
@@ -113,9 +133,17 @@ class UNetGenerator(nn.Module):
         if depth > 1:
             x = torch.cat([x, repeat(skips[0])], dim=1)
         x = self.out(x)  # (B*T, 3, H, W)
-        if self.residual:
-            base = repeat(image).clamp(-0.999, 0.999)
-            x = torch.tanh(torch.atanh(base) + x)
-        else:
-            x = torch.tanh(x)
+        x = self._compose(x, base=repeat(base))
         return x.reshape(B, T, *x.shape[1:])  # (B, T, 3, H, W)
+
+    def _compose(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
+        """Return frames from the last layer's output: tanh(out), or a change of `base` (atanh or linear residual)."""
+        if not self.residual:
+            return torch.tanh(out)
+        # the clamp keeps atanh finite; the linear mode clamps too, so an untrained G is the same in both
+        base = base.clamp(-0.999, 0.999)
+        if self.residual_mode == "atanh":
+            return torch.tanh(torch.atanh(base) + out)
+        # a change in pixel space: a fixed offset means the same in dark and bright places (no holes where
+        # atanh's steep ends turn a small error in a bright spot into black); the range is kept by the loss
+        return base + out
