@@ -27,7 +27,7 @@ class ModelConfig:
     g_norm: str = "batch"  # generator normalisation: batch | instance | none
     sound_levels: int = 1  # U-Net levels modulated by the sound feature, from the bottleneck up (1 = bottleneck only)
     residual: bool = False  # G predicts a change of the input image (or of the previous frame, with previous_frame)
-    residual_mode: str = "atanh"  # how a residual G changes it: atanh (frame = tanh(atanh(base) + out)) | linear (base + out)
+    residual_mode: str = "atanh"  # how a residual G changes it: atanh (tanh(atanh(base) + out)) | linear (base + out) | blend (see nets)
     previous_frame: bool = False  # G also sees the frame before each frame (its own, when generating): the paper's recursive extension
     ndf: int = 64  # discriminator base channels (MoCoGAN: 64-128-256)
     d_norm: str = "batch"  # discriminator normalisation: batch (MoCoGAN) | instance | spectral | none
@@ -74,6 +74,7 @@ class TrainConfig:
     loss: str = "bce"  # adversarial loss: bce (the paper's log form, non-saturating G) | hinge
     image_frames: int = 1  # frames per clip that D_I judges (Gamma_1: one)
     scheduled_sampling: float = 0.0  # with model.previous_frame: largest share of previous frames taken from G's own guess (0 = teacher forcing)
+    scheduled_ramp: int = 300  # steps over which that share rises from 0 (a step count, not a share of the run: resumes stay exact)
     ema: float = 0.0  # G weight EMA decay (0 = off); the EMA weights are what load_generator returns
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda

@@ -123,6 +123,7 @@ class ClipStream(IterableDataset):
         self.cache = cache
         self.rotate = 0  # logical worker of physical worker 0
         self.positions: list[tuple[int, int]] = []  # (epoch, batches consumed in it) per logical worker
+        self._skipped: list[str] = []  # names of clips skipped and not yet reported with a batch
 
     def _unit(self) -> tuple[int, int, int]:
         """Return (logical worker, unit, units) of the calling process."""
@@ -151,7 +152,8 @@ class ClipStream(IterableDataset):
         """Yield the unit's batches of one epoch, the first `skip` of them left out (and not decoded)."""
         raw = self._cached(epoch, unit, units) if self.cache is not None else self._streamed(epoch, unit, units)
         batch: list[dict] = []
-        skipped: list[str] = []
+        # clips skipped since the last batch went out (kept across epochs, so one met at an epoch's end is still counted)
+        skipped = self._skipped
         index = 0
         for n, (name, load) in enumerate(raw):
             if index < skip:
@@ -169,8 +171,10 @@ class ClipStream(IterableDataset):
             sample["key"] = name
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield collate(batch, worker=worker, epoch=epoch, index=index, skipped=skipped)
-                batch, skipped, index = [], [], index + 1
+                out = collate(batch, worker=worker, epoch=epoch, index=index, skipped=skipped)
+                skipped.clear()
+                batch, index = [], index + 1
+                yield out
 
     def _cached(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Loader]]:
         """Yield (name, loader) for this unit's clips of the epoch from the decoded cache."""

@@ -283,10 +283,10 @@ class Trainable:
 
 
 def own_share(config: Config, *, step: int) -> float:
-    """Return the share of predecessors taken from G's own guess at this step: 0 at the start, rising to scheduled_sampling."""
+    """Return the share of predecessors taken from G's own guess at this step: 0 at the start, reaching scheduled_sampling after scheduled_ramp steps."""
     if not config.model.previous_frame or config.train.scheduled_sampling <= 0:
         return 0.0
-    return config.train.scheduled_sampling * min(1.0, step / max(1, config.train.steps))
+    return config.train.scheduled_sampling * min(1.0, step / max(1, config.train.scheduled_ramp))
 
 
 def train_step(nets: Nets, modules: Trainable, batch: dict, *, config: Config, device: torch.device, step: int) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from s2vmodel import i3d
-from s2vmodel.fvd import clip_windows, fvd_note, frechet_distance, i3d_embeddings, preprocess
+from s2vmodel.fvd import clip_windows, frechet_distance, fvd_note, i3d_embeddings, preprocess
 
 REFERENCE = Path(__file__).parent / "data" / "i3d_reference.npz"
 

@@ -63,8 +63,8 @@ class UNetGenerator(nn.Module):
         channels: int = 3,
     ) -> None:
         super().__init__()
-        if residual_mode not in ("atanh", "linear"):
-            raise ValueError(f"unknown residual mode {residual_mode!r}: use atanh or linear")
+        if residual_mode not in ("atanh", "linear", "blend"):
+            raise ValueError(f"unknown residual mode {residual_mode!r}: use atanh, linear or blend")
         self.residual = residual
         self.residual_mode = residual_mode
         self.previous = previous
@@ -91,7 +91,9 @@ class UNetGenerator(nn.Module):
             # level j's FiLM acts on the map that enters decoder step j (the bottleneck for j = 0)
             width = widths[depth - 1 - j]
             self.film.append(FiLM(feat_dim=feat_dim, channels=width))
-        self.out = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], channels, 4, stride=2, padding=1)
+        # blend: 3 channels of new content and 1 of its share; otherwise the frame (or its change)
+        out_channels = channels + 1 if residual and residual_mode == "blend" else channels
+        self.out = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], out_channels, 4, stride=2, padding=1)
         if residual:
             # a zero last layer makes the untrained G return the input image itself
             nn.init.zeros_(self.out.weight)
@@ -137,13 +139,18 @@ class UNetGenerator(nn.Module):
         return x.reshape(B, T, *x.shape[1:])  # (B, T, 3, H, W)
 
     def _compose(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
-        """Return frames from the last layer's output: tanh(out), or a change of `base` (atanh or linear residual)."""
+        """Return frames from the last layer's output: tanh(out), or a change of `base` (atanh, linear or blend)."""
         if not self.residual:
             return torch.tanh(out)
-        # the clamp keeps atanh finite; the linear mode clamps too, so an untrained G is the same in both
+        # the clamp keeps atanh finite; the other modes clamp too, so an untrained G is the same in every mode
         base = base.clamp(-0.999, 0.999)
         if self.residual_mode == "atanh":
             return torch.tanh(torch.atanh(base) + out)
-        # a change in pixel space: a fixed offset means the same in dark and bright places (no holes where
-        # atanh's steep ends turn a small error in a bright spot into black); the range is kept by the loss
-        return base + out
+        if self.residual_mode == "linear":
+            return base + out
+        # blend (after GANimation's attention mask): new content tanh(c) takes a share clamp(s, 0, 1) of each pixel.
+        # Where the share is 0 the pixel is exactly the base (a still background stays still); where an event in the
+        # base must go, a sloppy share shows the content painted there, not the black or white ring that a large
+        # offset spilling past the event leaves with atanh or linear. Zero weights: share 0, so G starts as the identity.
+        content, share = torch.tanh(out[:, :-1]), out[:, -1:].clamp(0, 1)
+        return base + share * (content - base)
