@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 
 from s2vdata import __version__
-from s2vdata.atomic import write_text
-from s2vdata.commit import commit
+from s2vdata.commit import commit, read_records, shard_folder
 from s2vdata.config import BuildSettings
 from s2vdata.executors import run_jobs
 from s2vdata.jobs import SourceJob, SourceOutcome
 from s2vdata.registry import Registry
+from s2vdata.storage import Location
 from s2vdata.targets import Target
 from s2vdata.windows import stride_slots
 
@@ -49,43 +49,59 @@ class BuildReport:
     rejected_sources: Counter = field(default_factory=Counter)  # by check
     failures: dict = field(default_factory=dict)  # source_id -> reason
     splits: Counter = field(default_factory=Counter)
+    shards: int = 0  # shards the manifest names
+    shards_written: int = 0  # shards written in this run (the others did not change)
     seconds: float = 0.0
     manifest: str = ""
 
 
-def plan_jobs(*, target: Target, data_dir: Path, settings: BuildSettings) -> tuple[list[SourceJob], dict[str, dict], list[dict]]:
+def plan_jobs(*, target: Target, data_dir: Location | Path | str, settings: BuildSettings,
+              storage: dict | None = None) -> tuple[list[SourceJob], dict[str, dict], list[dict]]:
     """Returns (jobs, registry rows by source_id, rejects of sources that could never be read) for a target."""
-    data_dir = Path(data_dir).resolve()
-    rows = [r for r in Registry(data_dir).rows() if r["target"] == target.name]
-    work = data_dir / "work" / target.name
-    shards = data_dir / "shards" / target.name
+    data = Location(data_dir, options=storage)
+    registry = Registry(data)
+    if not registry.path.exists():
+        raise ValueError(f"{registry.path}: no sources registered here: add some with `s2vdata ingest`, `fetch` or `synth` "
+                         "(or point --data at your data folder)")
+    rows = [r for r in registry.rows() if r["target"] == target.name]
+    work = data / "work" / target.name
+    shards = shard_folder(data, target.name)
+    # the shard that holds each source's committed clips, so a worker reuses them instead of cutting them again
+    holding = {x["source_id"]: (shards / name).url for name, r in read_records(shards).items() for x in r["sources"]}
     jobs, rejects = [], []
-    for ordinal, r in enumerate(rows):
+    for r in rows:
         if r["status"] != "ok" or not r["path"]:
             rejects.append({"source_id": r["source_id"], "origin": r["origin"], "start_s": "", "check": "decode",
                             "value": "", "threshold": "", "reason": f"unreadable: {r['reason'] or r['status']}"})
             continue
-        jobs.append(SourceJob(source_id=r["source_id"], origin=r["origin"], path=str(data_dir / r["path"]), work_dir=str(work),
-                              shard=str(shards / f"{target.name}-{ordinal:06d}.tar"), target=target, settings=settings))
+        jobs.append(SourceJob(source_id=r["source_id"], origin=r["origin"], path=(data / r["path"]).url, work_dir=work.url,
+                              shard=holding.get(r["source_id"], ""), target=target, settings=settings, storage=data.options))
     return jobs, {r["source_id"]: r for r in rows}, rejects
 
 
 def build(
     *,
     target: Target,
-    data_dir: Path,
-    manifests_dir: Path,
+    data_dir: Location | Path | str,
+    manifests_dir: Location | Path | str,
     settings: BuildSettings,
     jobs: int = 1,
     executor: str = "local",
     ray_address: str | None = None,
+    storage: dict | None = None,
     on_source: Callable[[SourceOutcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> BuildReport:
-    """Returns the report of building a target's clips, shards and manifest from its registered sources."""
+    """Returns the report of building a target's clips, shards and manifest from its registered sources.
+
+    `data_dir` and `manifests_dir` are local folders or object-store URLs;
+    `storage` holds the storage options for both (credentials otherwise come
+    from the environment).
+    """
     t0 = time.perf_counter()
     stride_slots(settings)
-    work_jobs, sources, rejects = plan_jobs(target=target, data_dir=data_dir, settings=settings)
+    data, manifests = Location(data_dir, options=storage), Location(manifests_dir, options=storage)
+    work_jobs, sources, rejects = plan_jobs(target=target, data_dir=data, settings=settings)
     report = BuildReport(target=target.name, sources=len(sources))
     if on_start:
         on_start(len(work_jobs))
@@ -96,7 +112,7 @@ def build(
         report.cut += outcome.cut
         if on_source:
             on_source(outcome)
-    result = commit(jobs=work_jobs, sources=sources, manifests_dir=manifests_dir, target=target.name,
+    result = commit(jobs=work_jobs, sources=sources, data_dir=data, manifests_dir=manifests, target=target.name,
                     source_rejects=rejects, failed=failed)
     report.failures = {**failed, **result.failures}
     report.failed = len(report.failures)
@@ -104,23 +120,25 @@ def build(
     report.rejected_sources = Counter(r["check"] for r in rejects) + result.rejected_sources
     report.rejected_windows = result.rejected_windows
     report.windows, report.clips, report.splits = result.windows, result.clips, result.splits
+    report.shards, report.shards_written = result.shards, result.shards_written
     report.manifest = str(result.manifest)
     report.seconds = time.perf_counter() - t0
-    _write_build_json(Path(manifests_dir) / f"{target.name}.build.json", target=target, settings=settings, report=report)
+    _write_build_json(manifests / f"{target.name}.build.json", target=target, settings=settings, report=report)
     return report
 
 
-def _write_build_json(path: Path, *, target: Target, settings: BuildSettings, report: BuildReport) -> None:
+def _write_build_json(path: Location, *, target: Target, settings: BuildSettings, report: BuildReport) -> None:
     info = {
         "target": asdict(target), "settings": asdict(settings), "versions": _versions(),
         # "decided": sources whose work is done (kept or rejected); the name is kept for readers of earlier builds
         "counts": {"sources": report.sources, "decided": report.done, "failed": report.failed, "clips": report.clips,
                    "windows": report.windows, "cut_this_run": report.cut, "splits": dict(report.splits),
+                   "shards": report.shards, "shards_written": report.shards_written,
                    "rejected_windows": dict(report.rejected_windows), "rejected_sources": dict(report.rejected_sources),
                    "failures": report.failures},
         "seconds": round(report.seconds, 3),
     }
-    write_text(path, json.dumps(info, indent=2, sort_keys=True))
+    path.write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
 def _versions() -> dict:

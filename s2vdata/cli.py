@@ -9,7 +9,6 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from s2vdata.config import BuildSettings
@@ -17,9 +16,35 @@ from s2vdata.config import BuildSettings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Turn videos whose sound is caused by motion into 4-second training clips.")
 console = Console(stderr=True)
 
-DataOpt = typer.Option(Path("data"), "--data", help="data folder (sources, shards, work files)")
-ManifestsOpt = typer.Option(Path("manifests"), "--manifests", help="manifests folder")
+DataOpt = typer.Option("data", "--data", help="data folder (sources, shards, work files): a path, or s3://bucket/prefix, gs://...")
+ManifestsOpt = typer.Option("manifests", "--manifests", help="manifests folder: a path, or s3://bucket/prefix, gs://...")
+StorageOpt = typer.Option(None, "--storage-option", help="key=value for the object store (e.g. client_kwargs.endpoint_url=...); repeatable")
 TargetsOpt = typer.Option(None, "--targets", help="TOML file of user target presets", exists=True, dir_okay=False)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    """Prints one error line (never wrapped) and returns the Exit to raise."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _where(url: str, options: Optional[List[str]]):
+    """Returns the Location of a --data or --manifests value, or exits 2 saying why it cannot be used."""
+    from s2vdata.storage import Location, StorageError, parse_options
+
+    try:
+        loc = Location(url, options=parse_options(options))
+        if not loc.is_local:
+            loc.fs  # noqa: B018 - makes the filesystem now: an unknown or uninstalled scheme is a usage error
+    except StorageError as e:
+        raise _fail(str(e), 2) from e
+    return loc
+
+
+def _local_only(value: Path, option: str, command: str) -> None:
+    """Exits 2 when a command that works on local folders only is given a URL (never a local folder named `s3:`)."""
+    if "://" in str(value) or str(value).startswith(("s3:", "gs:")):
+        raise _fail(f"{option} {value}: `{command}` works on a local folder for now; run it where the data is copied", 2)
 
 
 def _target(name: str, targets_file: Optional[Path]):
@@ -28,13 +53,14 @@ def _target(name: str, targets_file: Optional[Path]):
     try:
         return get_target(name, targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False)
+def _progress(unit: str = "items"):
+    """Returns the progress display: a bar on a terminal, a plain line every so often without one (nohup, Slurm, Ray jobs)."""
+    from s2vdata.progress import progress
+
+    return progress(console, unit=unit)
 
 
 @app.callback()
@@ -47,7 +73,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log detail
 def ingest(
     paths: List[Path] = typer.Argument(..., help="files, or folders searched for video files"),
     target: str = typer.Option(..., "--target", "-t", help="target preset the sources belong to"),
-    data: Path = DataOpt,
+    data: str = DataOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
     targets_file: Optional[Path] = TargetsOpt,
 ) -> None:
     """Register local files (copied into data/sources/ under a content-derived id)."""
@@ -57,19 +84,20 @@ def ingest(
     try:
         files = expand_paths(paths)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
-    with _progress() as progress:
+        raise _fail(str(e), 2)
+    with _progress("files") as progress:
         task = progress.add_task("ingest", total=len(files), info="")
-        rep = register_files(files, target=target, data_dir=data,
+        rep = register_files(files, target=target, data_dir=_where(data, storage_option),
                              on_file=lambda p, row: progress.update(task, advance=1, info=p.name[:40]))
     table = Table(title=f"ingest into {data}/sources.csv")
     for col in ("added", "already there", "failed"):
         table.add_column(col, justify="right")
     table.add_row(str(rep.added), str(rep.existing), str(rep.failed))
     console.print(table)
-    for reason, n in rep.reasons.most_common():
-        console.print(f"  failed x{n}: {reason}")
+    for reason, n in rep.reasons.most_common(20):
+        console.print(f"  failed: {escape(reason)}" + (f" (x{n})" if n > 1 else ""))
+    if len(rep.reasons) > 20:
+        console.print(f"  ... and {len(rep.reasons) - 20} more")
     if rep.failed:
         raise typer.Exit(1)
 
@@ -82,20 +110,20 @@ def synth(
     seconds: float = typer.Option(12.0, "--seconds", min=1.0, help="length of each source"),
     defect: Optional[str] = typer.Option(None, "--defect", help="pan, zoom, shake, unrelated, music, silent, still or cut (labelled bad sources)"),
     strength: Optional[float] = typer.Option(None, "--strength", help="the defect's strength (units in docs/synth.md)"),
-    data: Path = DataOpt,
+    data: str = DataOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
     targets_file: Optional[Path] = TargetsOpt,
 ) -> None:
     """Generate synthetic sources (sound caused by motion) and register them."""
     from s2vdata.synth import DEFECTS, TARGETS, synth_sources
 
     if target not in TARGETS:
-        console.print(f"[red]error:[/red] synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them")
-        raise typer.Exit(2)
+        raise _fail(f"synth makes scenes for {', '.join(TARGETS)}; {target!r} is not one of them", 2)
     if defect is not None and defect not in DEFECTS:
-        console.print(f"[red]error:[/red] --defect must be one of {', '.join(d for d in DEFECTS if d)}")
-        raise typer.Exit(2)
+        raise _fail(f"--defect must be one of {', '.join(d for d in DEFECTS if d)}", 2)
     with console.status(f"rendering {count} {target} sources"):
-        rep = synth_sources(target=target, count=count, seed=seed, data_dir=data, seconds=seconds, defect=defect, strength=strength)
+        rep = synth_sources(target=target, count=count, seed=seed, data_dir=_where(data, storage_option), seconds=seconds,
+                            defect=defect, strength=strength)
     console.print(f"synth {target}: {rep.added} added, {rep.existing} already there, {rep.failed} failed -> {data}/sources.csv")
     if rep.failed:
         raise typer.Exit(1)
@@ -110,19 +138,26 @@ def build(
     seed: int = typer.Option(0, "--seed", help="seeds --max-clips-per-source sampling"),
     stride: float = typer.Option(4.0, "--stride", help="seconds between window starts (multiple of 1/30)"),
     max_clips: int = typer.Option(0, "--max-clips-per-source", min=0, help="keep a random K of the passing windows (0 = all)"),
-    data: Path = DataOpt,
-    manifests: Path = ManifestsOpt,
+    shard_size: str = typer.Option("1GB", "--shard-size", help="shards close near this size, many sources each (0: one shard per source)"),
+    data: str = DataOpt,
+    manifests: str = ManifestsOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
     targets_file: Optional[Path] = TargetsOpt,
 ) -> None:
     """Check every window of the target's sources and cut the kept ones into shards and a manifest."""
     from s2vdata.build import build as run_build
+    from s2vdata.config import parse_size
 
     preset = _target(target, targets_file)
     if executor not in ("local", "ray"):
-        console.print(f"[red]error:[/red] --executor must be local or ray, not {executor!r}")
-        raise typer.Exit(2)
-    settings = BuildSettings(stride_s=stride, max_clips_per_source=max_clips, seed=seed)
-    with _progress() as progress:
+        raise _fail(f"--executor must be local or ray, not {executor!r}", 2)
+    try:
+        shard_bytes = parse_size(shard_size)
+    except ValueError as e:
+        raise _fail(f"--shard-size: {e}", 2) from e
+    data_loc, manifests_loc = _where(data, storage_option), _where(manifests, storage_option)
+    settings = BuildSettings(stride_s=stride, max_clips_per_source=max_clips, seed=seed, shard_bytes=shard_bytes)
+    with _progress("sources") as progress:
         task = progress.add_task(f"build {target}", total=None, info="")
         state = {"clips": 0}
 
@@ -134,11 +169,10 @@ def build(
             progress.update(task, advance=1, info=f"{state['clips']} clips")
 
         try:
-            rep = run_build(target=preset, data_dir=data, manifests_dir=manifests, settings=settings, jobs=jobs,
+            rep = run_build(target=preset, data_dir=data_loc, manifests_dir=manifests_loc, settings=settings, jobs=jobs,
                             executor=executor, ray_address=ray_address, on_source=on_source, on_start=on_start)
         except (ValueError, ImportError) as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     table = Table(title=f"build {target}: {rep.seconds:.1f} s")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -146,6 +180,7 @@ def build(
     table.add_row("windows measured", str(rep.windows))
     table.add_row("kept clips", f"{rep.clips}  ({', '.join(f'{k} {v}' for k, v in sorted(rep.splits.items()))})")
     table.add_row("clips cut this run", str(rep.cut))
+    table.add_row("shards (written this run)", f"{rep.shards} ({rep.shards_written})")
     for check, n in rep.rejected_sources.most_common():
         table.add_row(f"rejected sources: {check}", str(n))
     for check, n in rep.rejected_windows.most_common():
@@ -153,7 +188,8 @@ def build(
     for sid, reason in rep.failures.items():
         table.add_row(f"[red]failed {sid}[/red]", reason)
     console.print(table)
-    console.print(f"manifest: {rep.manifest}\nrejects:  {Path(manifests) / f'{target}.rejects.csv'}\nshards:   {Path(data) / 'shards' / target}")
+    console.print(f"manifest: {rep.manifest}\nrejects:  {manifests_loc / f'{target}.rejects.csv'}\nshards:   {data_loc / 'shards' / target}",
+                  soft_wrap=True)
     if rep.failed:
         raise typer.Exit(1)
 
@@ -161,22 +197,22 @@ def build(
 @app.command()
 def verify(
     target: str = typer.Option(..., "--target", "-t"),
-    manifests: Path = ManifestsOpt,
+    manifests: str = ManifestsOpt,
+    storage_option: Optional[List[str]] = StorageOpt,
 ) -> None:
     """Re-read every shard, re-hash every clip and check the clip contract."""
     from s2vdata.verify import verify_manifest
 
-    manifest = Path(manifests) / f"{target}.csv"
-    with _progress() as progress:
+    manifest = _where(manifests, storage_option) / f"{target}.csv"
+    with _progress("clips") as progress:
         task = progress.add_task("verify", total=None, info="")
         try:
             problems, n = verify_manifest(manifest, on_clip=lambda: progress.update(task, advance=1),
                                           on_total=lambda t: progress.update(task, total=t))
         except (FileNotFoundError, ValueError) as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     for clip_id, problem in problems:
-        console.print(f"[red]{clip_id}[/red]: {problem}")
+        console.print(f"[red]{clip_id}[/red]: {escape(problem)}", soft_wrap=True)
     console.print(f"verified {n} clips of {manifest}: {len(problems)} problems")
     if problems:
         raise typer.Exit(1)
@@ -190,8 +226,7 @@ def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
     try:
         text = format_targets(targets_file)
     except ValueError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
     print(text)
 
 
@@ -207,12 +242,13 @@ def report(
     from s2vdata.report import write_report
 
     _target(target, targets_file)
+    _local_only(data, "--data", "report")
+    _local_only(manifests, "--manifests", "report")
     out = out or Path(manifests) / f"{target}.report.html"
     try:
         path = write_report(target=target, data_dir=data, manifests_dir=manifests, out=out)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2)
+        raise _fail(str(e), 2)
     console.print(f"report: {path}")
 
 
@@ -235,10 +271,11 @@ def fetch(
     """Download videos with yt-dlp into data/sources/ and register every outcome."""
     from s2vdata.fetch import FetchOptions, fetch_urls
 
+    _local_only(data, "--data", "fetch")
     options = FetchOptions(target=target, jobs=jobs, max_height=max_height, socket_timeout=socket_timeout, retries=retries,
                            retry_failed=retry_failed, rate_limit=rate_limit, cookies=cookies, proxy=proxy,
                            allow_local_urls=allow_local_urls, sections=sections)
-    with _progress() as progress:
+    with _progress("URLs") as progress:
         task = progress.add_task("fetch", total=None, info="")
 
         def on_event(ev: dict) -> None:
@@ -248,8 +285,7 @@ def fetch(
         try:
             rep = fetch_urls(urls_file, data_dir=data, options=options, progress=on_event)
         except ValueError as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(2)
+            raise _fail(str(e), 2)
     table = Table(title=f"fetch {urls_file}")
     table.add_column("outcome")
     table.add_column("count", justify="right")

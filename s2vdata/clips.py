@@ -25,6 +25,8 @@ from s2vdata.config import CLIP, ClipSpec
 from s2vdata.manifest import read_manifest
 from s2vdata.media import MediaError, ReadError, decode_clip_audio, decode_clip_video, write_video
 from s2vdata.media import load_audio as _load_audio
+from s2vdata.shards import read_shard
+from s2vdata.storage import Location
 
 __all__ = [
     "CLIP", "ClipSpec", "ClipError", "ClipRef", "read_manifest", "clip_refs", "iter_shard", "iter_clip_parts",
@@ -47,20 +49,23 @@ class ClipRef:
 
     clip_id: str  # the manifest's clip id
     key: str  # sample key inside the shard
-    shard: str  # the shard's path (absolute)
+    shard: str  # the shard's absolute path or URL
     split: str  # train, val or test
     source_id: str = ""  # the source it was cut from
 
 
-def clip_refs(manifests: Iterable[Path | str], *, split: str | None = None, check_shards: bool = True) -> list[ClipRef]:
+def clip_refs(manifests: Iterable[Location | Path | str], *, split: str | None = None, check_shards: bool = True) -> list[ClipRef]:
     """Returns the clips of `split` (all if None) in the manifests, in manifest order.
 
-    Raises ClipError when a manifest is missing or not a manifest, when a
-    shard it names is missing (check_shards), or when no clip is left.
+    Manifests and shards may be local or on an object store (`s3://...`,
+    credentials from the environment). Raises ClipError when a manifest is
+    missing or not a manifest, when a shard it names is missing
+    (check_shards), or when no clip is left.
     """
-    manifests = [Path(m) for m in manifests]
+    manifests = [Location(m) for m in manifests]
     refs: list[ClipRef] = []
     missing: set[str] = set()
+    seen: dict[str, bool] = {}
     for manifest in manifests:
         try:
             rows = read_manifest(manifest)
@@ -71,11 +76,14 @@ def clip_refs(manifests: Iterable[Path | str], *, split: str | None = None, chec
         if split is not None:
             rows = rows[rows["split"] == split]
         sources = rows["source_id"] if "source_id" in rows.columns else [""] * len(rows)
+        folder = manifest.parent
         for clip_id, key, shard, row_split, source_id in zip(rows["clip_id"], rows["key"], rows["shard"], rows["split"], sources):
-            path = str((manifest.parent / shard).resolve())
-            if check_shards and path not in missing and not Path(path).is_file():
-                missing.add(path)
-            refs.append(ClipRef(clip_id=clip_id, key=key, shard=path, split=row_split, source_id=source_id))
+            where = folder.resolve(shard)
+            if check_shards and where.url not in seen:
+                seen[where.url] = where.is_file()
+                if not seen[where.url]:
+                    missing.add(where.url)
+            refs.append(ClipRef(clip_id=clip_id, key=key, shard=where.url, split=row_split, source_id=source_id))
     if missing:
         names = ", ".join(sorted(missing)[:3])
         raise ClipError(names, f"{len(missing)} shard(s) named in the manifest are missing: rebuild with `s2vdata build`")
@@ -85,29 +93,17 @@ def clip_refs(manifests: Iterable[Path | str], *, split: str | None = None, chec
     return refs
 
 
-def iter_shard(shard: Path | str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Yields (key, {extension: bytes}) for each sample of a shard, streaming, in order.
+def iter_shard(shard: Location | Path | str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yields (key, {extension: bytes}) for each sample of a shard (local or on an object store), streaming, in order.
 
     Raises ClipError naming the shard when it is missing or its tar is damaged.
     """
-    key, parts = None, {}
     try:
-        with open(shard, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                k, _, ext = Path(member.name).name.partition(".")
-                if key is not None and k != key:
-                    yield key, parts
-                    parts = {}
-                key = k
-                parts[ext] = tar.extractfile(member).read()
+        yield from read_shard(shard)
     except FileNotFoundError as e:
         raise ClipError(shard, "shard is missing: rebuild with `s2vdata build`") from e
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ClipError(shard, f"shard is damaged ({type(e).__name__}: {e}): rebuild it with `s2vdata build`") from e
-    if key is not None:
-        yield key, parts
 
 
 def iter_clip_parts(refs: Iterable[ClipRef]) -> Iterator[tuple[ClipRef, dict[str, bytes] | None]]:

@@ -43,3 +43,19 @@ class BuildSettings:
     seed: int = 0  # seeds window sampling and nothing else
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test shares, per source group
     clip: ClipSpec = field(default_factory=ClipSpec)  # the clip contract
+    shard_bytes: int = 1_000_000_000  # shards close near this size, packing many sources (0: one shard per source)
+
+
+def parse_size(text: str) -> int:
+    """Returns a size in bytes from text such as 1GB, 500MB, 2GiB or 0; raises ValueError."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    raw = text.strip().upper().replace(" ", "")
+    number = raw.rstrip("KMGTIB")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value < 0:
+        raise ValueError(f"size {text!r}: expected a number with a unit, such as 1GB, 500MB or 2GiB (0: one shard per source)")
+    return int(value * units[unit])

@@ -129,6 +129,7 @@ def _run_pool(work: list[SourceJob], *, processes: int) -> Iterator[SourceOutcom
                     yield outcome
                     continue
                 # the worker died on its job: that job alone pays, once more in a fresh process, then failed
+                w.process.join(timeout=5)  # its pipe may close before it is reaped
                 job, how = w.job, _death(w.process)
                 w.job = None
                 w.stop()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from s2vdata.atomic import atomic_path
-from s2vdata.media import VIDEO_EXTENSIONS, MediaError, probe
+from s2vdata.media import VIDEO_EXTENSIONS, MediaError, ReadError, probe
 from s2vdata.registry import Registry, now_iso
+from s2vdata.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,11 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise FileNotFoundError(f"{p}: no video files in this folder (looked for {', '.join(sorted(VIDEO_EXTENSIONS))}); "
+                                        "name other files one by one")
+            out += found
         elif p.exists():
             out.append(p)
         else:
@@ -52,7 +55,10 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 def probe_row(path: Path) -> dict:
-    """Returns the registry fields of a probed file: status ok with stream facts, or failed with the decoder's reason."""
+    """Returns the registry fields of a probed file: status ok with stream facts, or failed with the decoder's reason.
+
+    Raises ReadError when the file cannot be read at all (not a verdict on its bytes: nothing is registered).
+    """
     try:
         info = probe(path)
     except MediaError as e:
@@ -68,7 +74,7 @@ def register_files(
     paths: Iterable[Path],
     *,
     target: str,
-    data_dir: Path,
+    data_dir: Location | Path | str,
     origins: list[str] | None = None,
     on_file: Callable[[Path, dict], None] | None = None,
 ) -> IngestReport:
@@ -76,41 +82,51 @@ def register_files(
 
     The source_id is the first 16 hex digits of the file's SHA-256, so the same
     bytes twice add nothing. A file no decoder opens is registered `failed`
-    with the decoder's reason (and not copied); every other file is `ok`.
+    with the decoder's reason (and not copied); every other file is `ok`. A
+    file registered `failed` before is probed again (and counted failed again
+    if it still is); a file that cannot be read is counted failed and left out.
     """
-    data_dir = Path(data_dir)
+    data_dir = Location(data_dir)
     registry = Registry(data_dir)
-    known = {r["source_id"] for r in registry.rows()}
+    known = {r["source_id"]: r for r in registry.rows()}
     report = IngestReport()
     paths = list(paths)
     origins = origins or [str(Path(p).resolve()) for p in paths]
     new_rows = []
     for path, origin in zip(paths, origins):
         path = Path(path)
-        sha = file_sha256(path)
-        sid = sha[:16]
-        if sid in known:
-            report.existing += 1
+        try:
+            sha = file_sha256(path)
+            sid = sha[:16]
+            if sid in known and known[sid]["status"] == "ok":
+                report.existing += 1
+                if on_file:
+                    on_file(path, {"source_id": sid, "status": "existing"})
+                continue
+            facts = probe_row(path)
+        except (OSError, ReadError) as e:
+            reason = e.reason if isinstance(e, ReadError) else f"cannot read: {e.strerror or e}"
+            report.failed += 1
+            report.reasons[f"{path.name}: {reason}"] += 1
+            log.warning("%s: %s", path, reason)
             if on_file:
-                on_file(path, {"source_id": sid, "status": "existing"})
+                on_file(path, {"status": "failed", "reason": reason})
             continue
-        facts = probe_row(path)
         rel = ""
         if facts["status"] == "ok":
             ext = path.suffix.lower() if path.suffix else ".bin"
             rel = f"sources/{sid}{ext}"
             dest = data_dir / rel
             if not dest.exists():
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(path, tmp)
+                dest.upload(path)
             report.added += 1
         else:
             report.failed += 1
-            report.reasons[facts["reason"]] += 1
+            report.reasons[f"{path.name}: {facts['reason']}"] += 1
             log.warning("%s: %s", path, facts["reason"])
         row = {"source_id": sid, "target": target, "origin": origin, "path": rel, "sha256": sha, "added_at": now_iso(), **facts}
         new_rows.append(row)
-        known.add(sid)
+        known[sid] = row
         if on_file:
             on_file(path, row)
     registry.upsert(new_rows)

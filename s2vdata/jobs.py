@@ -7,9 +7,10 @@ executors and the driver (`build`, `commit`) all speak these two types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from s2vdata.config import BuildSettings
+from s2vdata.storage import Location
 from s2vdata.targets import Target
 
 
@@ -19,11 +20,16 @@ class SourceJob:
 
     source_id: str
     origin: str
-    path: str  # absolute path of the source file
+    path: str  # the source file: an absolute path or a URL (s3://...)
     work_dir: str  # data/work/<target>: the sidecar, contact sheets and part tar go here
-    shard: str  # the source's shard, whose clips a re-run may reuse
+    shard: str  # the shard that holds this source's committed clips ("" if none), which a re-run may reuse
     target: Target
     settings: BuildSettings
+    storage: dict = field(default_factory=dict, hash=False)  # storage options of the data folder (--storage-option)
+
+    def at(self, url: str) -> Location:
+        """Returns a location on this job's store (its storage options applied)."""
+        return Location(url, options=self.storage)
 
 
 @dataclass

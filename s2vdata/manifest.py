@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pandas as pd
 
-from s2vdata.atomic import write_text
 from s2vdata.csvtext import to_csv
+from s2vdata.storage import Location
 
 COLUMNS = [
     "clip_id", "target", "source_id", "origin", "start_s", "duration_s", "frames", "fps",
@@ -34,24 +35,31 @@ def manifest_columns(rows: list[dict]) -> list[str]:
     return COLUMNS + SCORE_COLUMNS + extra
 
 
-def write_manifest(path: Path | str, rows: list[dict]) -> None:
+def write_manifest(path: Location | Path | str, rows: list[dict]) -> None:
     """Writes a manifest CSV atomically."""
-    write_text(path, to_csv(rows, manifest_columns(rows), digits=DIGITS))
+    Location(path).write_text(to_csv(rows, manifest_columns(rows), digits=DIGITS))
 
 
-def write_rejects(path: Path | str, rows: list[dict]) -> None:
+def write_rejects(path: Location | Path | str, rows: list[dict]) -> None:
     """Writes a rejects CSV atomically."""
-    write_text(path, to_csv(rows, REJECT_COLUMNS, digits=DIGITS))
+    Location(path).write_text(to_csv(rows, REJECT_COLUMNS, digits=DIGITS))
 
 
-def read_manifest(path: Path | str) -> pd.DataFrame:
+def read_manifest(path: Location | Path | str) -> pd.DataFrame:
     """Returns a manifest as a DataFrame (ids and paths as strings); raises ValueError if it is not one."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such manifest; build one with `s2vdata build --target T`")
-    df = pd.read_csv(path, dtype={"clip_id": str, "source_id": str, "key": str, "shard": str, "split": str,
+    path = Location(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: no such manifest; build one with `s2vdata build --target T`") from e
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it as a manifest ({e.strerror or e})") from e
+    try:
+        df = pd.read_csv(io.BytesIO(data), dtype={"clip_id": str, "source_id": str, "key": str, "shard": str, "split": str,
                                   "sha256": str, "license": str, "webpage_url": str, "origin": str, "group_id": str},
-                     keep_default_na=False)
+                         keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as e:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"{path}: not an s2v manifest ({str(e).splitlines()[0]})") from e
     missing = [c for c in ("clip_id", "shard", "key", "split", "sha256") if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not an s2v manifest (missing columns {missing})")

@@ -149,31 +149,46 @@ def _frame_rotation(frame: av.VideoFrame) -> int:
 # ----------------------------------------------------------------------------- decode on the grid
 
 
-def _square(img: np.ndarray, size: int) -> np.ndarray:
-    """Returns the centre square of an RGB image resized to size x size with an area filter."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    sq = img[y:y + s, x:x + s]
-    if s == size:
-        return np.ascontiguousarray(sq)
-    return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
+class Squarer:
+    """Turns decoded frames into the displayed picture's centre square, size x size RGB, as FFmpeg filters do.
 
+    One filter graph per frame geometry: crop to the centre square, scale it
+    with swscale's area filter, convert to RGB (the frame's own colour matrix
+    and range), in one pass over the pixels the clip keeps; then the frame's
+    display rotation. The same frame gives the same bytes every time.
+    """
 
-def frame_to_square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Returns the displayed picture of a decoded frame (rotation applied), centre square, size x size RGB."""
-    rot = _frame_rotation(frame)
-    w, h = frame.width, frame.height
-    short = min(w, h)
-    if short > 2 * size:
-        # scale in swscale first (colour conversion and area downscale in one pass), keep the aspect
-        sw, sh = max(size, round(w * size * 1.0 / short)), max(size, round(h * size * 1.0 / short))
-        img = frame.to_ndarray(format="rgb24", width=sw, height=sh, interpolation="AREA")
-    else:
-        img = frame.to_ndarray(format="rgb24")
-    if rot:
-        img = np.rot90(img, k=rot // 90)
-    return _square(img, size)
+    def __init__(self, size: int):
+        self.size = size
+        self._graph = None
+        self._geometry = None
+
+    def _build(self, frame: av.VideoFrame) -> None:
+        w, h = frame.width, frame.height
+        s = min(w, h)
+        # even offsets keep 4:2:0 chroma on its own samples
+        x, y = (w - s) // 2 // 2 * 2, (h - s) // 2 // 2 * 2
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(width=w, height=h, format=frame.format.name, time_base=frame.time_base or Fraction(1, 30)),
+            graph.add("crop", f"{s}:{s}:{x}:{y}"),
+            graph.add("scale", f"{self.size}:{self.size}:flags=area"),
+            graph.add("format", "rgb24"),
+            graph.add("buffersink"),
+        ]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        self._graph, self._geometry = graph, (w, h, frame.format.name)
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        """Returns the displayed centre square of a frame, (size, size, 3) uint8 RGB."""
+        if self._geometry != (frame.width, frame.height, frame.format.name):
+            self._build(frame)
+        self._graph.push(frame)
+        img = self._graph.pull().to_ndarray()
+        rot = _frame_rotation(frame)
+        return np.ascontiguousarray(np.rot90(img, k=rot // 90)) if rot else img
 
 
 class _Decoder:
@@ -232,6 +247,7 @@ class _VideoCursor:
             raise MediaError(path, "no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        self.squarer = Squarer(size)
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="video")
         self._frames = iter(self.decoder)
         self._current: av.VideoFrame | None = None
@@ -272,7 +288,7 @@ class _VideoCursor:
         if self._next is None and t >= self.last_end - _EPS:
             return None
         if self._current_img is None:
-            self._current_img = frame_to_square(self._current, self.size)
+            self._current_img = self.squarer(self._current)
         return self._current_img
 
     def close(self) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
-from s2vdata.jobs import SourceJob, SourceOutcome
+from s2vdata.jobs import failed
+
+T = TypeVar("T")  # a job
+R = TypeVar("R")  # its result
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +108,19 @@ def _lost_reason(error: Exception) -> str:
     return f"ray task lost after {MAX_RETRIES} retries: {type(error).__name__}: {first}"[:300]
 
 
-def run_ray(work: Iterable[SourceJob], *, ray_address: str | None = None,
-            run: Callable[[SourceJob], SourceOutcome], max_in_flight: int | None = None) -> Iterator[SourceOutcome]:
-    """Yields the outcome of every job, in completion order, each run as a Ray task.
+def run_ray(work: Iterable[T], *, ray_address: str | None = None, run: Callable[[T], R], max_in_flight: int | None = None,
+            lost: Callable[[T, str], R] | None = None) -> Iterator[R]:
+    """Yields the result of `run` on every item of work, in completion order, each run as a Ray task.
 
-    `run` must never raise for a bad source (`executors.run_one` turns errors
+    `run` must never raise for a bad item (`executors.run_one` turns errors
     into failed outcomes); should it raise anyway, or should a task's worker
-    die more than MAX_RETRIES times, that source becomes a failed outcome with
-    the reason, and the other sources go on. At most `max_in_flight` tasks are
-    submitted at once (default: twice the cluster's CPUs, at least
-    MIN_IN_FLIGHT), so a plan of 100,000 sources does not flood the scheduler.
+    die more than MAX_RETRIES times, that item's result is `lost(item,
+    reason)` (default: a failed SourceOutcome), and the others go on. At most
+    `max_in_flight` tasks are submitted at once (default: twice the cluster's
+    CPUs, at least MIN_IN_FLIGHT), so a plan of 100,000 items does not flood
+    the scheduler. Builds run sources this way; fetch runs URLs.
     """
+    lost = lost or (lambda job, reason: failed(job, reason))
     ray = _import_ray()
     work = list(work)
     if not work:
@@ -144,14 +149,13 @@ def run_ray(work: Iterable[SourceJob], *, ray_address: str | None = None,
                     outcome = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     cause = getattr(e, "cause", e)
-                    log.error("%s: task raised: %s", job.path, e)
-                    outcome = SourceOutcome(job.source_id, "failed",
-                                            reason=f"task raised: {type(cause).__name__}: {cause}".splitlines()[0][:300])
+                    log.error("%s: task raised: %s", job, e)
+                    outcome = lost(job, f"task raised: {type(cause).__name__}: {cause}".splitlines()[0][:300])
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                         ray.exceptions.OutOfMemoryError, ray.exceptions.ObjectLostError,
                         ray.exceptions.TaskCancelledError) as e:
-                    log.error("%s: %s", job.path, _lost_reason(e))
-                    outcome = SourceOutcome(job.source_id, "failed", reason=_lost_reason(e))
+                    log.error("%s: %s", job, _lost_reason(e))
+                    outcome = lost(job, _lost_reason(e))
                 yield outcome
             submit()
     finally:

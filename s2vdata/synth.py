@@ -34,6 +34,7 @@ from s2vdata.synth_scenes import PLANS, Geometry, ScenePlan
 
 if TYPE_CHECKING:
     from s2vdata.ingest import IngestReport
+    from s2vdata.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def synth_sources(
     target: str,
     count: int,
     seed: int,
-    data_dir: Path,
+    data_dir: Location | Path | str,
     seconds: float = 12.0,
     defect: str | None = None,
     strength: float | None = None,
@@ -282,12 +283,14 @@ def synth_sources(
     """
     from s2vdata.ingest import register_files
     from s2vdata.media import write_video
+    from s2vdata.storage import Location
 
     if count < 1:
         raise ValueError(f"count={count}: ask for at least one source")
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".synth-", dir=data_dir))
+    data_dir = Location(data_dir)
+    # rendered beside the data on a local disk (one rename away), in the temporary folder for a bucket
+    data_dir.mkdir()
+    work = Path(tempfile.mkdtemp(prefix=".synth-", dir=data_dir.path if data_dir.is_local else None))
     try:
         paths, origins = [], []
         for i in range(count):

@@ -10,6 +10,7 @@ from typing import Callable
 from s2vdata.clips import ClipError, decode_clip, iter_shard
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.manifest import clip_sha256, read_manifest
+from s2vdata.storage import Location
 
 
 def check_clip(parts: dict[str, bytes], row: dict, *, clip: ClipSpec = CLIP) -> str | None:
@@ -33,14 +34,14 @@ def check_clip(parts: dict[str, bytes], row: dict, *, clip: ClipSpec = CLIP) -> 
     return None
 
 
-def verify_manifest(manifest: Path, *, on_clip: Callable[[], None] | None = None,
+def verify_manifest(manifest: Location | Path | str, *, on_clip: Callable[[], None] | None = None,
                     on_total: Callable[[int], None] | None = None) -> tuple[list[tuple[str, str]], int]:
     """Returns ([(clip_id, problem)], clips checked) for every row of a manifest.
 
     A shard that is missing or damaged (its tar unreadable at any point) is
     reported for every clip it should hold that was not checked before the damage.
     """
-    manifest = Path(manifest)
+    manifest = Location(manifest)
     df = read_manifest(manifest)
     rows = df.to_dict("records")
     if on_total:
@@ -54,7 +55,7 @@ def verify_manifest(manifest: Path, *, on_clip: Callable[[], None] | None = None
         checked: set[str] = set()
         broken = None
         try:
-            for key, parts in iter_shard(manifest.parent / shard):
+            for key, parts in iter_shard(manifest.parent.resolve(shard)):
                 row = wanted.get(key)
                 if row is None or key in checked:
                     continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -29,11 +30,11 @@ import cv2
 import numpy as np
 
 from s2vdata import checks, dedup
-from s2vdata.atomic import atomic_path, write_text
 from s2vdata.config import BuildSettings
 from s2vdata.jobs import SourceJob, SourceOutcome, failed
 from s2vdata.media import DECODE_VERSION, GridReader, MediaError, ReadError, Slot, encode_clip, probe
 from s2vdata.shards import ShardWriter, index_members, read_sample
+from s2vdata.storage import Location
 from s2vdata.windows import judge, select, stride_slots
 
 log = logging.getLogger(__name__)
@@ -54,20 +55,20 @@ def clip_key(source_id: str, start_slot: int) -> str:
     return f"{source_id}_{start_slot:07d}"
 
 
-def sidecar_path(work_dir: Path | str, source_id: str) -> Path:
-    """Returns the path of a source's sidecar (its measures)."""
-    return Path(work_dir) / f"{source_id}.json"
+def sidecar_path(job: SourceJob) -> Location:
+    """Returns where a source's sidecar (its measures) lies."""
+    return job.at(job.work_dir) / f"{job.source_id}.json"
 
 
-def part_path(work_dir: Path | str, source_id: str) -> Path:
-    """Returns the path of a source's part tar (clips cut but not yet committed to its shard)."""
-    return Path(work_dir) / f"{source_id}.clips.tar"
+def part_path(job: SourceJob) -> Location:
+    """Returns where a source's part tar (clips cut but not yet committed to a shard) lies."""
+    return job.at(job.work_dir) / f"{job.source_id}.clips.tar"
 
 
-def read_sidecar(path: Path) -> dict | None:
+def read_sidecar(path: Location) -> dict | None:
     """Returns a sidecar, or None if there is none or it cannot be read (it is then measured again)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -85,7 +86,7 @@ def process_source(job: SourceJob) -> SourceOutcome:
     """
     t0 = time.perf_counter()
     try:
-        sidecar = read_sidecar(sidecar_path(job.work_dir, job.source_id))
+        sidecar = read_sidecar(sidecar_path(job))
         cut = 0
         if sidecar is None or sidecar.get("key") != measure_key(job.settings):
             sidecar, cut = _measure(job)
@@ -109,11 +110,11 @@ def _rejection(job: SourceJob, *, check: str, value, threshold, reason: str, fac
             "rejected": {"check": check, "value": value, "threshold": threshold, "reason": reason}, "windows": []}
 
 
-def _preflight(job: SourceJob) -> tuple[dict, dict | None]:
+def _preflight(job: SourceJob, source: Path) -> tuple[dict, dict | None]:
     """Returns (facts, None) if the source can be cut, else (facts, the sidecar of its rejection)."""
     clip = job.settings.clip
     try:
-        facts = probe(job.path)
+        facts = probe(source)
     except MediaError as e:
         return {}, _rejection(job, check="decode", value="", threshold="", reason=f"unreadable: {e.reason}")
     if not facts["has_video"]:
@@ -136,18 +137,23 @@ def _measure(job: SourceJob) -> tuple[dict, int]:
     random K of them will be kept: those are known at the end). The sidecar
     is written last: a sidecar on disk means the measuring finished.
     """
-    work = Path(job.work_dir)
-    side = sidecar_path(work, job.source_id)
-    facts, rejected = _preflight(job)
+    with job.at(job.path).local() as source:
+        return _measure_file(job, source)
+
+
+def _measure_file(job: SourceJob, source: Path) -> tuple[dict, int]:
+    work = job.at(job.work_dir)
+    side = sidecar_path(job)
+    facts, rejected = _preflight(job, source)
     if rejected is not None:
-        write_text(side, json.dumps(rejected))
+        side.write_text(json.dumps(rejected))
         return rejected, 0
     cut_on_the_way = not job.settings.max_clips_per_source
-    part = part_path(work, job.source_id)
+    part = part_path(job)
     light: list[dict] = []  # every window's start and scores: what judging needs, without curves or sheets
     try:
         with ShardWriter(part) as sink, _SidecarWriter(side, work=work, source_id=job.source_id) as out:
-            with GridReader(job.path, clip=job.settings.clip) as reader:
+            with GridReader(source, clip=job.settings.clip) as reader:
                 notes = {"first_slot": reader.first_slot}
                 fingerprint = _FingerprintTap(reader.first_slot, fps=job.settings.clip.fps)
                 for start, frames, audio in _windows(fingerprint.tap(reader.slots()), job.settings):
@@ -163,7 +169,7 @@ def _measure(job: SourceJob) -> tuple[dict, int]:
             cut = sink.count
     except MediaError as e:
         rejected = _rejection(job, check="decode", value="", threshold="", reason=f"unreadable: {e.reason}", facts=facts)
-        write_text(side, json.dumps(rejected))
+        side.write_text(json.dumps(rejected))
         return rejected, 0
     if not cut:
         part.unlink(missing_ok=True)
@@ -260,9 +266,9 @@ class _SidecarWriter:
     half-way leaves no sidecar, so it is measured again.
     """
 
-    def __init__(self, path: Path, *, work: Path, source_id: str):
+    def __init__(self, path: Location, *, work: Location, source_id: str):
         self.work, self.source_id = work, source_id
-        self._ctx = atomic_path(path)
+        self._ctx = path.writing()
         self._file = None
         self._count = 0
 
@@ -274,8 +280,13 @@ class _SidecarWriter:
     def add(self, window: dict, *, sheet: np.ndarray) -> None:
         rel = f"{self.source_id}.sheets/{window['start_slot']:07d}.jpg"
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        (self.work / rel).parent.mkdir(parents=True, exist_ok=True)
-        (self.work / rel).write_bytes(jpg.tobytes())
+        if self.work.is_local:
+            # a sheet only illustrates the report: a plain write, no fsync per window
+            path = self.work.path / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(jpg.tobytes())
+        else:
+            (self.work / rel).write_bytes(jpg.tobytes())
         self._file.write(("," if self._count else "") + json.dumps({**window, "sheet": rel}))
         self._count += 1
 
@@ -305,11 +316,11 @@ def _encode(frames: np.ndarray, audio: np.ndarray, settings: BuildSettings) -> d
 # ----------------------------------------------------------------------------- cut (the second pass, when needed)
 
 
-def locate_clips(job: SourceJob, keys: set[str]) -> dict[str, tuple[Path, dict]]:
+def locate_clips(job: SourceJob, keys: set[str]) -> dict[str, tuple[Location, dict]]:
     """Returns where the clips already cut for these keys lie: key -> (tar, its index entry), part tar first."""
-    found: dict[str, tuple[Path, dict]] = {}
-    for path in (part_path(job.work_dir, job.source_id), Path(job.shard)):
-        if path.exists() and len(found) < len(keys):
+    found: dict[str, tuple[Location, dict]] = {}
+    for path in [part_path(job)] + ([job.at(job.shard)] if job.shard else []):
+        if len(found) < len(keys) and path.exists():
             try:
                 index = index_members(path)
             except (OSError, EOFError, tarfile.TarError) as e:
@@ -334,16 +345,15 @@ def _complete_part(job: SourceJob, wanted: dict[str, int]) -> int:
     missing = {slot for key, slot in wanted.items() if key not in have}
     if not missing:
         return 0
-    work = Path(job.work_dir)
-    recut = work / f"{job.source_id}.recut.tar"
-    with ShardWriter(recut) as sink, GridReader(job.path, clip=job.settings.clip) as reader:
-        for start, frames, audio in _windows(reader.slots(), job.settings, only=missing):
-            sink.add(clip_key(job.source_id, start), _encode(frames, audio, job.settings))
-    index = index_members(recut)
-    have.update({k: (recut, index[k]) for k in wanted if k in index})
-    with ShardWriter(part_path(work, job.source_id)) as part:
-        for key in sorted(wanted, key=wanted.get):
-            if key in have:
-                part.add(key, read_sample(*have[key]))
-    recut.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="s2v-recut-") as tmp:
+        recut = Location(Path(tmp) / f"{job.source_id}.recut.tar")
+        with job.at(job.path).local() as source, ShardWriter(recut) as sink, GridReader(source, clip=job.settings.clip) as reader:
+            for start, frames, audio in _windows(reader.slots(), job.settings, only=missing):
+                sink.add(clip_key(job.source_id, start), _encode(frames, audio, job.settings))
+        index = index_members(recut)
+        have.update({k: (recut, index[k]) for k in wanted if k in index})
+        with ShardWriter(part_path(job)) as part:
+            for key in sorted(wanted, key=wanted.get):
+                if key in have:
+                    part.add(key, read_sample(*have[key]))
     return sink.count

@@ -164,16 +164,22 @@ def test_same_manifest_whatever_jobs(reference, tmp_path):
 def test_three_kills_then_a_build_equal_an_uninterrupted_build(reference, tmp_path):
     other = fresh_copy(reference, tmp_path / "killed")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    for delay in (1.5, 3.0, 4.5):
+    shards = other / "data" / "shards" / "lenient"
+    # two kills while sources are worked on, one as soon as the commit writes its first shard
+    for when in (1.5, 3.0, "commit"):
         proc = subprocess.Popen(S2VDATA + ["build", "--target", "lenient", "--targets", "targets.toml", "--jobs", "2"], cwd=other, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(delay)
+        if when == "commit":
+            while proc.poll() is None and not any(shards.glob("*.tar")) and not any(shards.glob(".*.tmp")):
+                time.sleep(0.005)
+            assert proc.poll() is None, "the build ended before its commit could be interrupted"
+        else:
+            time.sleep(when)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, at once
         proc.wait()
-        manifest = other / "manifests" / "lenient.csv"
-        if manifest.exists():
-            # whatever a kill leaves, no row points at a missing or partial clip
-            assert run("verify", "--target", "lenient", cwd=other).exit_code == 0
+    # the commit was under way: a manifest exists, and whatever the kills left, no row points at a missing or partial clip
+    assert (other / "manifests" / "lenient.csv").exists()
+    assert run("verify", "--target", "lenient", cwd=other).exit_code == 0
     res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=other)
     assert res.exit_code == 0, res.output
     assert same_but_origin(other / "manifests" / "lenient.csv", reference / "manifests" / "lenient.csv")
@@ -191,6 +197,23 @@ def test_verify_finds_a_damaged_clip(reference, tmp_path):
     shard.write_bytes(bytes(data))
     res = run("verify", "--target", "lenient", cwd=other)
     assert res.exit_code == 1 and "sha256 differs" in res.output
+
+
+def test_verify_reports_every_clip_of_a_shard_whose_tar_header_is_damaged(reference, tmp_path):
+    other = tmp_path / "header"
+    shutil.copytree(reference, other)
+    df = pd.read_csv(other / "manifests" / "lenient.csv", dtype=str)
+    shard = df["shard"].iloc[0]
+    path = other / "manifests" / shard
+    data = bytearray(path.read_bytes())
+    data[100:160] = b"\xff" * 60  # mode, owner, size and checksum of the first member's header
+    path.write_bytes(bytes(data))
+    res = run("verify", "--target", "lenient", cwd=other)
+    assert res.exit_code == 1, res.output
+    damaged = set(df[df["shard"] == shard]["clip_id"])
+    reported = {line.split(":")[0].strip() for line in res.output.splitlines() if "damaged" in line}
+    assert damaged and damaged <= reported, res.output
+    assert f"{len(damaged)} problems" in res.output
 
 
 def test_max_clips_per_source_keeps_a_seeded_subset(reference, tmp_path):
