@@ -39,12 +39,22 @@ def cache_size(*, crop: int, out: int = 64) -> int:
     return round(CLIP.size * out / crop)
 
 
-def cache_key(manifests: list[Path], *, split: str, size: int = CACHE_SIZE) -> str:
-    """Return the cache folder name for these manifests' current contents, split and frame size."""
+def cache_key(manifests: list[Path | str], *, split: str, size: int = CACHE_SIZE, refs: list[ClipRef] | None = None) -> str:
+    """Return the cache folder name for these manifests' current contents, split and frame size.
+
+    A local manifest is hashed whole (its sha256 column changes with any rebuilt clip);
+    a manifest on an object store by the clips it names (`refs`), read through the clip API.
+    """
     digest = hashlib.sha256(f"{VERSION}/{size}".encode())
-    for manifest in sorted(Path(m).resolve() for m in manifests):
-        digest.update(str(manifest).encode())
-        digest.update(manifest.read_bytes())
+    for manifest in sorted(str(m) for m in manifests):
+        if "://" in manifest:
+            digest.update(manifest.encode())
+            continue
+        path = Path(manifest).resolve()
+        digest.update(str(path).encode())
+        digest.update(path.read_bytes())
+    for ref in refs or []:
+        digest.update(f"{ref.clip_id}/{ref.shard}/{ref.key}".encode())
     digest.update(split.encode())
     return digest.hexdigest()[:16]
 
@@ -77,7 +87,9 @@ class ClipCache:
     def frames(self) -> np.ndarray:
         """Return the (N, 120, size, size, 3) uint8 frame map (size 72 for the paper's crop)."""
         if self._frames is None:
-            self._frames = np.memmap(self.folder / "frames.u8", dtype=np.uint8, mode="r", shape=(len(self), CLIP.frames, self.size, self.size, 3))
+            self._frames = np.memmap(
+                self.folder / "frames.u8", dtype=np.uint8, mode="r", shape=(len(self), CLIP.frames, self.size, self.size, 3)
+            )
         return self._frames
 
     @property
@@ -93,7 +105,7 @@ class ClipCache:
         return [self.names[i] for i in sorted(self._errors)]
 
     def clip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return clip i as (frames (120, size, size, 3) uint8 map, audio (176400,) float32); ClipError if it could not be decoded."""
+        """Return clip i as (frames (120, size, size, 3) uint8 map, audio (176400,) float32); ClipError if not decoded."""
         if i in self._errors:
             raise ClipError(self.names[i], self._errors[i])
         return self.frames[i], self.audio[i].astype(np.float32) / 32768.0
@@ -132,7 +144,12 @@ def build_cache(
     frame_map.flush()
     audio_map.flush()
     del frame_map, audio_map
-    index = {"names": [clip_name(r) for r in refs], "errors": {str(i): r for i, r in errors.items()}, "size": size, "version": VERSION}
+    index = {
+        "names": [clip_name(r) for r in refs],
+        "errors": {str(i): r for i, r in errors.items()},
+        "size": size,
+        "version": VERSION,
+    }
     (tmp / "index.json").write_text(json.dumps(index))
     if folder.exists():
         shutil.rmtree(folder)

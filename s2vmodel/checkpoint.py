@@ -52,7 +52,9 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: cannot read it as a checkpoint ({reason[:200]}): pass a .pt file of `s2vmodel train`") from err
+        raise CheckpointError(
+            f"{path}: cannot read it as a checkpoint ({reason[:200]}): pass a .pt file of `s2vmodel train`"
+        ) from err
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not an s2v checkpoint (no generator/config entries): pass a .pt file of `s2vmodel train`")
     return state
@@ -72,7 +74,9 @@ def load_generator(path: Path, *, map_location: str | torch.device = "cpu") -> t
         model.load_state_dict(state.get("generator_ema") or state["generator"])
     except (ConfigError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: its generator does not load ({reason[:200]}): was it written by another s2v version?") from err
+        raise CheckpointError(
+            f"{path}: its generator does not load ({reason[:200]}): was it written by another s2v version?"
+        ) from err
     model.to(map_location)
     model.eval()
     return model, config

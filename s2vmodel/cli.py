@@ -10,7 +10,7 @@ import json
 import logging
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -47,6 +47,7 @@ def say(message: str) -> None:
 
 
 Preset = Enum("Preset", {name.replace("-", "_"): name for name in PRESETS}, type=str)  # the presets of config.py
+PAPER = Preset("paper")
 
 
 class Device(str, Enum):
@@ -57,8 +58,10 @@ class Device(str, Enum):
 
 def cost_lines(cost: RunCost, *, preset: str) -> list[str]:
     """Return what `train` says at start about the run's cost here (and, without a GPU, which preset trains in minutes)."""
-    lines = [f"cost: {cost.steps} steps of the {preset} preset on {cost.device} at {cost.seconds_per_step:.2f} s/step: "
-             f"about {duration(cost.seconds)}"]
+    lines = [
+        f"cost: {cost.steps} steps of the {preset} preset on {cost.device} at {cost.seconds_per_step:.2f} s/step: "
+        f"about {duration(cost.seconds)}"
+    ]
     if cost.tiny_seconds is not None and preset != "tiny":
         lines.append(f"no GPU here: --preset tiny trains its whole run in about {duration(cost.tiny_seconds)} on this machine")
     return lines
@@ -66,23 +69,38 @@ def cost_lines(cost: RunCost, *, preset: str) -> list[str]:
 
 @app.command()
 def train(
-    manifests: list[Path] = typer.Argument(..., help="Manifest CSV(s) written by `s2vdata build`, e.g. manifests/hand.csv."),
-    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config.json, checkpoints/, metrics.jsonl, samples/)."),
-    preset: Preset = typer.Option(Preset("paper"), "--preset", help="paper: the paper's settings; tiny: trains in minutes on CPU; tiny-prev: tiny with G seeing its previous frame."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Total optimisation steps of the run."),
-    config_files: list[Path] = typer.Option([], "--config", exists=True, dir_okay=False, help="TOML/JSON overrides {section: {field: value}}."),
-    assignments: list[str] = typer.Option([], "--set", help="One override, e.g. --set train.lr=1e-4 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/latest.pt."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
-    device: Optional[Device] = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Clips per step per rank (paper: 2)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of weights, data order and augmentation."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader worker processes per rank."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Decoded-clip cache folder (default data/cache)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Stream and decode the shards every epoch."),
-    split: Optional[str] = typer.Option(None, "--split", help="Manifest split to train on (default train)."),
-    progress_every: float = typer.Option(PLAIN_EVERY_S, "--progress-every", min=0.0, help="Seconds between progress lines when there is no terminal."),
+    manifests: Annotated[list[Path], typer.Argument(help="Manifest CSV(s) written by `s2vdata build`, e.g. manifests/hand.csv.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (config.json, checkpoints/, metrics.jsonl, samples/).")] = Path(
+        "runs/train"
+    ),
+    preset: Annotated[
+        Preset,
+        typer.Option(
+            "--preset",
+            help="paper: the paper's settings; tiny: trains in minutes on CPU; tiny-prev: tiny with G seeing its previous frame.",
+        ),
+    ] = PAPER,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Total optimisation steps of the run.")] = None,
+    config_files: Annotated[
+        Optional[list[Path]],
+        typer.Option("--config", exists=True, dir_okay=False, help="TOML/JSON overrides {section: {field: value}}."),
+    ] = None,
+    assignments: Annotated[
+        Optional[list[str]], typer.Option("--set", help="One override, e.g. --set train.lr=1e-4 (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from checkpoints/latest.pt.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.")] = False,
+    device: Annotated[Optional[Device], typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Clips per step per rank (paper: 2).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of weights, data order and augmentation.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="DataLoader worker processes per rank.")] = None,
+    cache: Annotated[Optional[str], typer.Option("--cache", help="Decoded-clip cache folder (default data/cache).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Stream and decode the shards every epoch.")] = False,
+    split: Annotated[Optional[str], typer.Option("--split", help="Manifest split to train on (default train).")] = None,
+    progress_every: Annotated[
+        float, typer.Option("--progress-every", min=0.0, help="Seconds between progress lines when there is no terminal.")
+    ] = PLAIN_EVERY_S,
 ) -> None:
     """Train the model on the clips of MANIFESTS into a run folder (exit 1 on unusable data, 2 on bad settings)."""
     from s2vmodel.checkpoint import CheckpointError
@@ -103,9 +121,9 @@ def train(
     if no_cache:
         overrides["data"]["cache"] = ""
     try:
-        for section, values in parse_assignments(assignments).items():
+        for section, values in parse_assignments(assignments or []).items():
             overrides.setdefault(section, {}).update(values)
-        config = resolve_config(preset=preset.value, files=config_files, overrides=overrides)
+        config = resolve_config(preset=preset.value, files=config_files or [], overrides=overrides)
     except ConfigError as err:
         raise fail(str(err), code=2) from None
     if dry_run:
@@ -120,12 +138,18 @@ def train(
         # steps/s is measured on logging steps; show the last measure in between
         rate = f"{m['steps_per_s']:.2f} steps/s " if "steps_per_s" in m else rate
         eta = m.get("eta_s", float("nan"))
-        info = f"D {m['loss_d']:.3f} G {m['loss_g']:.3f} L1 {m['l1']:.4f}" + (f" {rate}{duration(eta)} left" if console.is_terminal else "")
+        info = f"D {m['loss_d']:.3f} G {m['loss_g']:.3f} L1 {m['l1']:.4f}" + (
+            f" {rate}{duration(eta)} left" if console.is_terminal else ""
+        )
         reporter.update("train", done=step, total=total, unit="steps", info=info)
 
     try:
         result = run_training(
-            manifests, out=out, config=config, resume=resume, on_step=on_step,
+            manifests,
+            out=out,
+            config=config,
+            resume=resume,
+            on_step=on_step,
             on_cache=lambda done, total: reporter.update("decode cache", done=done, total=total, unit="clips"),
             on_cost=lambda cost: [say(line) for line in cost_lines(cost, preset=config.preset)],
         )
@@ -153,13 +177,39 @@ def train(
 
 @app.command()
 def generate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`, e.g. runs/NAME/checkpoints/latest.pt."),
-    image: Path = typer.Option(..., "--image", exists=True, dir_okay=False, help="Input image (PNG, JPEG, ...; any size: its centre square is used)."),
-    audio: Path = typer.Option(..., "--audio", exists=True, dir_okay=False, help="Input sound (WAV, FLAC, OGG, MP3, M4A, or a video with sound; any length, rate, channels)."),
-    out: Path = typer.Option(..., "--out", help="Output video, .mp4 (H.264 + AAC, 30 fps, the input sound muxed in)."),
-    scale: int = typer.Option(1, "--scale", min=1, max=16, help="Enlarge the frames K times (nearest neighbour) for viewing."),
-    strip: Optional[Path] = typer.Option(None, "--strip", dir_okay=False, help="Also write a Figure-2 style strip PNG (input image, frames every 20)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            "--checkpoint",
+            exists=True,
+            dir_okay=False,
+            help="A checkpoint .pt of `s2vmodel train`, e.g. runs/NAME/checkpoints/latest.pt.",
+        ),
+    ],
+    image: Annotated[
+        Path,
+        typer.Option(
+            "--image", exists=True, dir_okay=False, help="Input image (PNG, JPEG, ...; any size: its centre square is used)."
+        ),
+    ],
+    audio: Annotated[
+        Path,
+        typer.Option(
+            "--audio",
+            exists=True,
+            dir_okay=False,
+            help="Input sound (WAV, FLAC, OGG, MP3, M4A, or a video with sound; any length, rate, channels).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output video, .mp4 (H.264 + AAC, 30 fps, the input sound muxed in).")],
+    scale: Annotated[
+        int, typer.Option("--scale", min=1, max=16, help="Enlarge the frames K times (nearest neighbour) for viewing.")
+    ] = 1,
+    strip: Annotated[
+        Optional[Path],
+        typer.Option("--strip", dir_okay=False, help="Also write a Figure-2 style strip PNG (input image, frames every 20)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Generate a video that moves with AUDIO from one IMAGE, with the sound muxed in (exit 1 on unreadable input)."""
     from s2vdata.clips import MediaError
@@ -171,8 +221,10 @@ def generate(
     except (CheckpointError, MediaError, ValueError, OSError) as err:
         raise fail(str(err), code=1) from None
     speed = report.seconds / report.elapsed_s if report.elapsed_s > 0 else float("inf")
-    say(f"wrote {report.out}: {report.frames} frames ({report.size}x{report.size}, 30 fps) for {report.seconds:.2f} s of sound "
-        f"in {report.elapsed_s:.1f} s ({speed:.1f}x real time)")
+    say(
+        f"wrote {report.out}: {report.frames} frames ({report.size}x{report.size}, 30 fps) for {report.seconds:.2f} s of sound "
+        f"in {report.elapsed_s:.1f} s ({speed:.1f}x real time)"
+    )
     if report.strip:
         say(f"strip: {report.strip}")
 
@@ -182,19 +234,38 @@ def generate(
 
 @app.command()
 def evaluate(
-    manifest: Path = typer.Argument(..., help="Manifest CSV written by `s2vdata build`, e.g. manifests/hand.csv."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`."),
-    split: str = typer.Option("test", "--split", help="Manifest split to evaluate: train, val or test."),
-    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write the results (means and per clip) as JSON."),
-    strips: Optional[Path] = typer.Option(None, "--strips", file_okay=False, help="Folder for Figure-2 strips (generated over real) of a few clips."),
-    strip_count: int = typer.Option(4, "--strip-count", min=1, help="How many clips get a strip."),
-    limit: int = typer.Option(0, "--limit", min=0, help="Evaluate only the first N clips (0 = all)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    fvd: bool = typer.Option(True, "--fvd/--no-fvd", help="Also compute FVD (Kinetics-400 I3D, 16 frames at 224 px) against the real clips."),
-    fvd_cache: Optional[Path] = typer.Option(None, "--fvd-cache", file_okay=False, help="Folder keeping the I3D features of real and still clips by clip hash (default: data/cache/fvd; '' to keep none)."),
-    progress_every: float = typer.Option(PLAIN_EVERY_S, "--progress-every", min=0.0, help="Seconds between progress lines when there is no terminal."),
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV written by `s2vdata build`, e.g. manifests/hand.csv.")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="Manifest split to evaluate: train, val or test.")] = "test",
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", dir_okay=False, help="Write the results (means and per clip) as JSON.")
+    ] = None,
+    strips: Annotated[
+        Optional[Path],
+        typer.Option("--strips", file_okay=False, help="Folder for Figure-2 strips (generated over real) of a few clips."),
+    ] = None,
+    strip_count: Annotated[int, typer.Option("--strip-count", min=1, help="How many clips get a strip.")] = 4,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Evaluate only the first N clips (0 = all).")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    fvd: Annotated[
+        bool,
+        typer.Option("--fvd/--no-fvd", help="Also compute FVD (Kinetics-400 I3D, 16 frames at 224 px) against the real clips."),
+    ] = True,
+    fvd_cache: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--fvd-cache",
+            file_okay=False,
+            help="Folder keeping the I3D features of real and still clips by frame hash (default data/cache/fvd; '': none).",
+        ),
+    ] = None,
+    progress_every: Annotated[
+        float, typer.Option("--progress-every", min=0.0, help="Seconds between progress lines when there is no terminal.")
+    ] = PLAIN_EVERY_S,
 ) -> None:
-    """Score a checkpoint on every clip of a split: appearance, motion against the sound and the real clip, the input's own events, FVD."""
+    """Score a checkpoint on a split: appearance, motion against the sound and the real clip, the input's own events, FVD."""
     from s2vmodel.checkpoint import CheckpointError
     from s2vmodel.clipio import DataError
     from s2vmodel.evaluate import BASELINES, TABLE, table_rows, write_json
@@ -204,8 +275,15 @@ def evaluate(
     reporter = progress_for(console, every_s=progress_every)
     try:
         result = run_evaluate(
-            checkpoint=checkpoint, manifest=manifest, split=split, strips_dir=strips, strips=strip_count, limit=limit,
-            device=device, fvd=fvd, fvd_cache=Path("data/cache/fvd") if fvd_cache is None else (fvd_cache if str(fvd_cache) else None),
+            checkpoint=checkpoint,
+            manifest=manifest,
+            split=split,
+            strips_dir=strips,
+            strips=strip_count,
+            limit=limit,
+            device=device,
+            fvd=fvd,
+            fvd_cache=Path("data/cache/fvd") if fvd_cache is None else (fvd_cache if str(fvd_cache) else None),
             on_clip=lambda done, total: reporter.update(f"evaluate {split}", done=done, total=total, unit="clips"),
         )
     except (CheckpointError, DataError, I3DWeightsError) as err:
@@ -223,15 +301,19 @@ def evaluate(
     Console(width=max(130, console.width)).print(table)
     events = result["events"]
     if events["clips"]:
-        say(f"input's own events ({events['clips']} of {result['clips']} clips start mid-event): ghost model "
+        say(
+            f"input's own events ({events['clips']} of {result['clips']} clips start mid-event): ghost model "
             f"{events['model']['ghost']:.4f} still {events['still']['ghost']:.4f}; hole model {events['model']['hole']:.4f} "
-            f"still {events['still']['hole']:.4f}")
+            f"still {events['still']['hole']:.4f}"
+        )
     else:
         say("input's own events: no clip of the split starts mid-event")
     if result["fvd"] is not None:
         protocol = result["fvd"]
-        say(f"fvd: {protocol['windows']} windows of {protocol['frames']} frames at {protocol['size']} px from "
-            f"{protocol['clips']} clips, against the real clips' windows")
+        say(
+            f"fvd: {protocol['windows']} windows of {protocol['frames']} frames at {protocol['size']} px from "
+            f"{protocol['clips']} clips, against the real clips' windows"
+        )
         if protocol["note"]:
             say(f"note: {protocol['note']}")
     for name in result["skipped"]:

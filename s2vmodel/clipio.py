@@ -22,10 +22,10 @@ class DataError(RuntimeError):
 
 
 def load_clip_refs(manifests: Iterable[Path | str], *, split: str) -> list[ClipRef]:
-    """Return the clips of `split` in the manifests; DataError (naming the file) when none, not a manifest, or a shard is missing."""
-    manifests = [Path(m) for m in manifests]
+    """Return the clips of `split` in the manifests; DataError naming the file: none, not a manifest, or a shard missing."""
+    manifests = list(manifests)
     for manifest in manifests:
-        if not manifest.exists():
+        if "://" not in str(manifest) and not Path(manifest).exists():
             raise DataError(f"{manifest}: no manifest there: build one with `s2vdata build --target T`")
     try:
         return clip_refs(manifests, split=split)
@@ -33,7 +33,9 @@ def load_clip_refs(manifests: Iterable[Path | str], *, split: str) -> list[ClipR
         raise DataError(str(err)) from err
     except OSError as err:
         # a folder or an unreadable file given as a manifest
-        raise DataError(f"{err.filename or err}: cannot read it as a manifest ({err.strerror or err}): pass a manifest CSV") from err
+        raise DataError(
+            f"{err.filename or err}: cannot read it as a manifest ({err.strerror or err}): pass a manifest CSV"
+        ) from err
 
 
 def clip_name(ref: ClipRef) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -38,17 +38,35 @@ from s2vdata.clips import ClipError, ClipRef, decode_clip, iter_shard
 from s2vmodel.clipio import DataError, clip_name, iter_decoded, load_clip_refs
 from s2vmodel.config import DataConfig
 
-if TYPE_CHECKING:
-    from s2vmodel.cache import ClipCache
-
 log = logging.getLogger(__name__)
 
 # DataError and load_clip_refs live in clipio; they are named here too for callers of the earlier layout
-__all__ = ["ClipStream", "DataError", "TrainData", "collate", "fixed_batch", "load_clip_refs", "sample_from_cached", "sample_from_full"]
+__all__ = [
+    "ClipStream",
+    "DataError",
+    "TrainData",
+    "collate",
+    "fixed_batch",
+    "load_clip_refs",
+    "sample_from_cached",
+    "sample_from_full",
+]
 
 IMAGE_SIZE = 64  # generated frame side (paper: 64x64)
 
 Loader = Callable[[np.random.Generator], dict]  # rng -> one sample; raises ClipError for a clip that cannot be used
+
+
+class DecodedClips(Protocol):
+    """What the stream needs of a decoded cache (`s2vmodel.cache.ClipCache` is one): names, and each clip or its ClipError."""
+
+    names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def clip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return clip i as (frames (120, S, S, 3) uint8, audio (176400,) float32); ClipError when it cannot be used."""
+        ...
 
 
 def peak_normalize_np(wave: np.ndarray) -> np.ndarray:
@@ -76,7 +94,7 @@ def sample_from_full(
 def sample_from_cached(
     frames: np.ndarray, wave: np.ndarray, *, rng: np.random.Generator, data: DataConfig
 ) -> dict[str, np.ndarray | int]:
-    """Return one training sample from cached frames (120, 72, 72, 3) and sound (float) for the paper's crop: random start and 64 px crop."""
+    """Return one training sample from cached frames (120, 72, 72, 3) and sound (float): random start and 64 px crop."""
     n, h, w, _ = frames.shape
     start = int(rng.integers(0, n - data.frames + 1))
     y = int(rng.integers(0, h - IMAGE_SIZE + 1))
@@ -111,7 +129,7 @@ class ClipStream(IterableDataset):
         seed: int,
         rank: int = 0,
         world: int = 1,
-        cache: "ClipCache | None" = None,
+        cache: DecodedClips | None = None,
     ) -> None:
         super().__init__()
         self.refs = refs
@@ -298,9 +316,13 @@ def fixed_batch(refs: list[ClipRef], *, data: DataConfig, count: int, seed: int)
         if isinstance(decoded, ClipError):
             log.warning("fixed batch: skipping clip %s: %s", clip_name(ref), decoded.reason)
             continue
-        samples.append({**sample_from_full(*decoded, rng=np.random.default_rng([seed, len(samples), 7]), data=data), "key": ref.clip_id})
+        samples.append(
+            {**sample_from_full(*decoded, rng=np.random.default_rng([seed, len(samples), 7]), data=data), "key": ref.clip_id}
+        )
         if len(samples) == count:
             break
     if not samples:
-        raise DataError(f"{refs[0].shard if refs else 'manifest'}: no readable clip for the fixed metrics batch (every clip tried was malformed)")
+        raise DataError(
+            f"{refs[0].shard if refs else 'manifest'}: no readable clip for the fixed metrics batch (all were malformed)"
+        )
     return collate(samples, worker=0, epoch=0, index=0, skipped=[])

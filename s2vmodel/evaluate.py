@@ -130,7 +130,9 @@ def summarise_events(per_clip: list[dict]) -> dict:
     """Returns ghost and hole means over the mid-event clips, per baseline, with how many clips and which."""
     mid = [c for c in per_clip if c["events"] is not None]
     out: dict = {name: {m: _mean([c["events"][name][m] for c in mid]) for m in EVENTS} for name in ("model", "still")}
-    out.update(clips=len(mid), clip_ids=[c["clip_id"] for c in mid], threshold=metrics.EVENT_THRESHOLD, min_share=metrics.EVENT_MIN_SHARE)
+    out.update(
+        clips=len(mid), clip_ids=[c["clip_id"] for c in mid], threshold=metrics.EVENT_THRESHOLD, min_share=metrics.EVENT_MIN_SHARE
+    )
     return out
 
 
@@ -225,9 +227,19 @@ class Embeddings:
 
 
 @torch.no_grad()
-def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_dir: Path | None = None, strips: int = 4,
-             limit: int = 0, device: str = "cpu", fvd: bool = True, fvd_cache: Path | None = None,
-             on_clip: Callable[[int, int], None] | None = None) -> dict:
+def evaluate(
+    *,
+    checkpoint: Path,
+    manifest: Path,
+    split: str = "test",
+    strips_dir: Path | None = None,
+    strips: int = 4,
+    limit: int = 0,
+    device: str = "cpu",
+    fvd: bool = True,
+    fvd_cache: Path | None = None,
+    on_clip: Callable[[int, int], None] | None = None,
+) -> dict:
     """Returns the evaluation of a checkpoint on one split of a manifest, as a JSON-ready dict.
 
     {"model": {metric: mean}, "still": {...}, "real": {...}, "clips": N, "split": split,
@@ -237,7 +249,7 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
     `real`, and everywhere when `fvd` is False; `fvd_cache` keeps the real and still
     features by frame hash). Beside them, "motion" holds each baseline's time, place and
     amount of motion against the real clip's, and "events" the ghost and hole errors of
-    model and still on the clips whose first frame is mid-event (and how many there are). `strips_dir` gets Figure-2 strips of the first
+    model and still on the clips whose first frame is mid-event (and how many). `strips_dir` gets Figure-2 strips of the first
     `strips` clips; `limit` > 0 evaluates only that many clips; `on_clip(done, total)`
     reports progress.
     """
@@ -260,18 +272,19 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
         frames, wave = decoded
         real = eval_frames(frames, size=config.image_size)
         generated = generate_array(model, image=real[0], audio=wave)[: len(real)]
-        per_clip.append({
-            "clip_id": ref.clip_id,
-            **clip_scores(generated=generated, real=real, audio=wave),
-            "motion": motion_scores(generated=generated, real=real),
-            "events": event_scores(generated=generated, real=real),
-        })
+        per_clip.append(
+            {
+                "clip_id": ref.clip_id,
+                **clip_scores(generated=generated, real=real, audio=wave),
+                "motion": motion_scores(generated=generated, real=real),
+                "events": event_scores(generated=generated, real=real),
+            }
+        )
         if embeddings is not None:
             embeddings.add(generated=generated, real=real)
         if strips_dir is not None and len(per_clip) <= strips:
             times = strip_times(len(real))
-            strip = make_strip(image=real[0], generated=[generated[t] for t in times], times=times,
-                               real=[real[t] for t in times])
+            strip = make_strip(image=real[0], generated=[generated[t] for t in times], times=times, real=[real[t] for t in times])
             write_png(Path(strips_dir) / f"{ref.clip_id}.png", strip)
         if on_clip:
             on_clip(done, len(refs))

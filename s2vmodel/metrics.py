@@ -102,14 +102,18 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float((num / den).mean())
 
 
-def sound_curves(frames: np.ndarray, audio: np.ndarray, *, samples_per_frame: int = CLIP.samples_per_frame) -> tuple[np.ndarray, np.ndarray]:
+def sound_curves(
+    frames: np.ndarray, audio: np.ndarray, *, samples_per_frame: int = CLIP.samples_per_frame
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns (onset envelope, motion energy), one value per frame, from the build's shared signals."""
     onset = signals.onset_envelope(np.asarray(audio, dtype=np.float32), hop=samples_per_frame, n_slots=len(frames))
     motion = signals.motion_energy(np.asarray(frames))
     return onset, motion
 
 
-def av_sync(frames: np.ndarray, audio: np.ndarray, *, max_lag: int = AV_SYNC_MAX_LAG, samples_per_frame: int = CLIP.samples_per_frame) -> float:
+def av_sync(
+    frames: np.ndarray, audio: np.ndarray, *, max_lag: int = AV_SYNC_MAX_LAG, samples_per_frame: int = CLIP.samples_per_frame
+) -> float:
     """Returns the peak onset-vs-motion correlation of a video and its sound (0 for a video without motion).
 
     The build's correspondence check (`s2vdata.checks.signals.av_sync`) over
@@ -120,7 +124,9 @@ def av_sync(frames: np.ndarray, audio: np.ndarray, *, max_lag: int = AV_SYNC_MAX
     return float(corr)
 
 
-def av_align(frames: np.ndarray, audio: np.ndarray, *, tolerance: int = 1, samples_per_frame: int = CLIP.samples_per_frame) -> float:
+def av_align(
+    frames: np.ndarray, audio: np.ndarray, *, tolerance: int = 1, samples_per_frame: int = CLIP.samples_per_frame
+) -> float:
     """Returns AV-Align (Yariv et al. 2023): the IoU of sound onset peaks and motion peaks matched within `tolerance` frames."""
     onset, motion = sound_curves(frames, audio, samples_per_frame=samples_per_frame)
     return float(signals.av_align(onset, motion, tolerance=tolerance))
@@ -136,7 +142,7 @@ EVENT_MIN_SHARE = 0.001  # an input frame holds an event when at least this shar
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Returns the Pearson correlation of two equal-length arrays; 0 when either is flat (a still video correlates with nothing)."""
+    """Returns the Pearson correlation of two equal-length arrays; 0 when either is flat (a still video correlates with none)."""
     x = np.asarray(x, np.float64) - np.mean(x)
     y = np.asarray(y, np.float64) - np.mean(y)
     den = float(np.sqrt((x * x).sum() * (y * y).sum()))

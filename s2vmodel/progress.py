@@ -58,7 +58,11 @@ class PlainProgress:
         self.printed[task] = now
         elapsed = now - first_time
         rate = (done - first_done) / elapsed if elapsed > 0 and done > first_done else math.nan
-        parts = [f"{task}: {done}/{total} {unit}" + (f" ({100 * done / total:.0f}%)" if total else "") if total else f"{task}: {done} {unit}"]
+        parts = [
+            f"{task}: {done}/{total} {unit}" + (f" ({100 * done / total:.0f}%)" if total else "")
+            if total
+            else f"{task}: {done} {unit}"
+        ]
         if math.isfinite(rate):
             parts.append(f"{rate:.2f} {unit}/s" if rate >= 0.1 else f"{1 / rate:.1f} s per {unit.rstrip('s')}")
             if total:
@@ -76,7 +80,11 @@ class BarProgress:
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
             console=console,
         )
         self.progress.start()

@@ -163,7 +163,13 @@ def prepare_data(
     refs = load_clip_refs(manifests, split=config.data.split)
     cache = open_cache(manifests, refs=refs, config=config, info=info, progress=progress) if config.data.cache else None
     stream = ClipStream(
-        refs, data=config.data, batch_size=config.train.batch_size, seed=config.train.seed, rank=info.rank, world=info.world, cache=cache
+        refs,
+        data=config.data,
+        batch_size=config.train.batch_size,
+        seed=config.train.seed,
+        rank=info.rank,
+        world=info.world,
+        cache=cache,
     )
     fixed: dict = {}
     if info.is_main:
@@ -182,7 +188,8 @@ def open_cache(
 ) -> ClipCache:
     """Return the decoded cache of refs: rank 0 builds it when missing, the other ranks wait and open it."""
     size = cache_size(crop=config.data.crop)
-    folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split, size=size)
+    remote = [r for r in refs if "://" in r.shard]
+    folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split, size=size, refs=remote)
     if info.is_main:
         build_cache(refs, folder=folder, size=size, progress=progress)
     barrier(info)
@@ -256,9 +263,9 @@ class Nets:
         if self.ema is None:
             return
         with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
+            for e, p in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
-            for e, b in zip(self.ema.buffers(), self.generator.buffers()):
+            for e, b in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
                 e.copy_(b)
 
 
@@ -283,13 +290,15 @@ class Trainable:
 
 
 def own_share(config: Config, *, step: int) -> float:
-    """Return the share of predecessors taken from G's own guess at this step: 0 at the start, reaching scheduled_sampling after scheduled_ramp steps."""
+    """Return the share of predecessors that are G's own guess at this step: 0, rising to scheduled_sampling."""
     if not config.model.previous_frame or config.train.scheduled_sampling <= 0:
         return 0.0
     return config.train.scheduled_sampling * min(1.0, step / max(1, config.train.scheduled_ramp))
 
 
-def train_step(nets: Nets, modules: Trainable, batch: dict, *, config: Config, device: torch.device, step: int) -> dict[str, torch.Tensor]:
+def train_step(
+    nets: Nets, modules: Trainable, batch: dict, *, config: Config, device: torch.device, step: int
+) -> dict[str, torch.Tensor]:
     """Return the losses of one optimisation step (D step, then G step with D frozen) on a batch."""
     mc, tc = config.model, config.train
     video = to_video(batch["frames"], device)  # (B, 100, 3, 64, 64)
@@ -325,18 +334,27 @@ def train_step(nets: Nets, modules: Trainable, batch: dict, *, config: Config, d
         l1 = losses.l1_loss(fake.float(), video)
         loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v + tc.lambda_l1 * l1
         if tc.lambda_motion > 0:
-            loss_g = loss_g + tc.lambda_motion * losses.motion_l1_loss(fake.float(), video, image=image)
+            motion = losses.motion_l1_loss(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
+            loss_g = loss_g + tc.lambda_motion * motion
     nets.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     nets.opt_g.step()
     nets.discriminators.requires_grad_(True)
     nets.update_ema(decay=tc.ema)
-    return {"loss_d": loss_d, "loss_g": loss_g, "d_image": loss_di, "d_video": loss_dv, "adv_image": adv_i, "adv_video": adv_v, "l1": l1}
+    return {
+        "loss_d": loss_d,
+        "loss_g": loss_g,
+        "d_image": loss_di,
+        "d_video": loss_dv,
+        "adv_image": adv_i,
+        "adv_video": adv_v,
+        "l1": l1,
+    }
 
 
 @torch.no_grad()
 def evaluate_fixed(generator: S2VGenerator, fixed: dict, *, config: Config, device: torch.device) -> dict[str, Any]:
-    """Return L1 of generated (as `generate` makes it) vs real on the fixed batch, the still-image L1, and the arrays for samples."""
+    """Return L1 of generated (as `generate` makes it) vs real on the fixed batch, the still-image L1, and the sample arrays."""
     was_training = generator.training
     generator.eval()
     video = to_video(fixed["frames"], device)  # (B, 100, 3, 64, 64)
@@ -452,7 +470,9 @@ def estimate_cost(config: Config, *, device: torch.device, step: int) -> RunCost
     if device.type == "cpu":
         tiny = apply_overrides(Config(preset="tiny"), PRESETS["tiny"])
         tiny = replace(tiny, train=replace(tiny.train, threads=config.train.threads or tiny.train.threads))
-        tiny_seconds = tiny.train.steps * (per_step if config.preset == "tiny" and config.model == tiny.model else step_seconds(tiny, device=device))
+        tiny_seconds = tiny.train.steps * (
+            per_step if config.preset == "tiny" and config.model == tiny.model else step_seconds(tiny, device=device)
+        )
     return RunCost(steps=config.train.steps - step, seconds_per_step=per_step, device=str(device), tiny_seconds=tiny_seconds)
 
 
@@ -485,7 +505,9 @@ def train(
     use_cuda = config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available())
     info = init_distributed(cuda=use_cuda)
     try:
-        return _run(manifests, out=out, config=config, state=state, info=info, on_step=on_step, on_cache=on_cache, on_cost=on_cost)
+        return _run(
+            manifests, out=out, config=config, state=state, info=info, on_step=on_step, on_cache=on_cache, on_cost=on_cost
+        )
     finally:
         shutdown(info)
 
@@ -525,9 +547,15 @@ def _run(
         metrics = {name: value.item() for name, value in losses_now.items()}
         if step % tc.log_every == 0 or final:
             rate = window.rate(step)
-            metrics.update(steps_per_s=rate, clips_per_s=rate * tc.batch_size * info.world, epoch=float(data.epoch),
-                           skipped=float(len(data.skipped)))
-            folder.log(step, metrics, generator=nets.ema or nets.generator, device=device, sample=step % tc.sample_every == 0 or final)
+            metrics.update(
+                steps_per_s=rate,
+                clips_per_s=rate * tc.batch_size * info.world,
+                epoch=float(data.epoch),
+                skipped=float(len(data.skipped)),
+            )
+            folder.log(
+                step, metrics, generator=nets.ema or nets.generator, device=device, sample=step % tc.sample_every == 0 or final
+            )
         snapshot = bool(tc.snapshot_every) and step % tc.snapshot_every == 0
         if step % tc.ckpt_every == 0 or final or snapshot:
             # every rank takes part in the gathers; rank 0 writes

@@ -55,7 +55,9 @@ def manifest(tmp_path_factory) -> Path:
         mp4, flac = encode_clip(*flash_clip(i))
         key = f"clip{i:03d}"
         samples.append((key, {"mp4": mp4, "flac": flac, "json": b"{}"}))
-        rows.append({"clip_id": key, "shard": "shards/t-000000.tar", "key": key, "split": split, "sha256": clip_sha256(mp4, flac)})
+        rows.append(
+            {"clip_id": key, "shard": "shards/t-000000.tar", "key": key, "split": split, "sha256": clip_sha256(mp4, flac)}
+        )
     # truncated video bytes: a clip the decoder cannot read
     samples.append(("broken", {"mp4": samples[0][1]["mp4"][:500], "flac": samples[0][1]["flac"], "json": b"{}"}))
     rows.append({"clip_id": "broken", "shard": "shards/t-000000.tar", "key": "broken", "split": "test", "sha256": "0"})
@@ -131,7 +133,9 @@ def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split
 
     ckpt = save_tiny_checkpoint(tmp_path / "c.pt", residual=True)
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"])
+    result = runner.invoke(
+        app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "av_sync" in result.output and "still" in result.output and "fvd" in result.output
     assert "1 clips is biased" in " ".join(result.output.split())
@@ -139,7 +143,10 @@ def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split
     assert doc["clips"] == 1
     assert doc["model"]["fvd"] == pytest.approx(doc["still"]["fvd"], rel=1e-4) and doc["still"]["fvd"] > 1.0
     assert doc["real"]["fvd"] is None and doc["fvd"]["windows"] == 7
-    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "n.json"), "--limit", "1", "--no-fvd"])
+    result = runner.invoke(
+        app,
+        ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "n.json"), "--limit", "1", "--no-fvd"],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "n.json").read_text())
     assert doc["model"]["fvd"] is None and doc["fvd"] is None

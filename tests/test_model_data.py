@@ -13,8 +13,8 @@ from s2vdata.manifest import clip_sha256, write_manifest
 from s2vdata.media import encode_clip
 from s2vdata.shards import write_shard
 from s2vmodel.cache import ClipCache, build_cache, cache_key, cache_size
-from s2vmodel.config import DataConfig
 from s2vmodel.clipio import ClipError, DataError, load_clip_refs
+from s2vmodel.config import DataConfig
 from s2vmodel.data import ClipStream, TrainData, fixed_batch, sample_from_full
 
 SIZE, FRAMES, SPF = 286, 120, 1470
@@ -55,10 +55,22 @@ def make_dataset(folder: Path, *, clips: int, shards: int = 1, splits: list[str]
         key = f"clip{c:04d}"
         s = c % shards
         row = {
-            "clip_id": f"src{c}-0", "target": target, "source_id": f"src{c}", "origin": "synthetic", "start_s": 0.0,
-            "duration_s": 4.0, "frames": FRAMES, "fps": 30, "sample_rate": 44100, "size": SIZE,
-            "shard": f"shards/{target}-{s:06d}.tar", "key": key, "split": (splits or ["train"] * clips)[c],
-            "sha256": clip_sha256(mp4, flac), "license": "", "webpage_url": "",
+            "clip_id": f"src{c}-0",
+            "target": target,
+            "source_id": f"src{c}",
+            "origin": "synthetic",
+            "start_s": 0.0,
+            "duration_s": 4.0,
+            "frames": FRAMES,
+            "fps": 30,
+            "sample_rate": 44100,
+            "size": SIZE,
+            "shard": f"shards/{target}-{s:06d}.tar",
+            "key": key,
+            "split": (splits or ["train"] * clips)[c],
+            "sha256": clip_sha256(mp4, flac),
+            "license": "",
+            "webpage_url": "",
         }
         per_shard[s].append((key, {"mp4": mp4, "flac": flac, "json": json.dumps(row).encode()}))
         rows.append(row)

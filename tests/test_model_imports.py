@@ -18,7 +18,9 @@ def s2vdata_imports(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "s2vdata"]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "s2vdata":
             # `from s2vdata import media` imports the module s2vdata.media
-            found += [(node.lineno, f"{node.module}.{alias.name}" if node.module == "s2vdata" else node.module) for alias in node.names]
+            found += [
+                (node.lineno, f"{node.module}.{alias.name}" if node.module == "s2vdata" else node.module) for alias in node.names
+            ]
     return found
 
 

@@ -33,8 +33,18 @@ FAST = {
     "train": {"log_every": 1, "sample_every": 100, "ckpt_every": 100, "threads": 1},
 }
 FAST_SET = [
-    "--set", "model.se_hidden=8", "--set", "model.ngf=8", "--set", "model.ndf=8", "--set", "data.frames=16",
-    "--set", "data.val_clips=1", "--set", "train.threads=1",
+    "--set",
+    "model.se_hidden=8",
+    "--set",
+    "model.ngf=8",
+    "--set",
+    "model.ndf=8",
+    "--set",
+    "data.frames=16",
+    "--set",
+    "data.val_clips=1",
+    "--set",
+    "train.threads=1",
 ]
 
 
@@ -54,8 +64,19 @@ def fast_config(*, steps: int, data: dict | None = None, model: dict | None = No
 def test_cli_trains_then_resumes_to_the_new_total(manifest, tmp_path):
     runner = CliRunner()
     out = tmp_path / "runs" / "t"
-    args = ["train", str(manifest), "--out", str(out), "--preset", "tiny", "--workers", "0",
-            "--cache", str(tmp_path / "cache"), *FAST_SET]
+    args = [
+        "train",
+        str(manifest),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--workers",
+        "0",
+        "--cache",
+        str(tmp_path / "cache"),
+        *FAST_SET,
+    ]
     first = runner.invoke(app, [*args, "--steps", "4"])
     assert first.exit_code == 0, first.output
     second = runner.invoke(app, [*args, "--steps", "6", "--resume"])
@@ -73,7 +94,9 @@ def test_cli_trains_then_resumes_to_the_new_total(manifest, tmp_path):
     # the sample strip: input image (green), generated frame 0 (orange) over the real one (red); 16 frames give 1 pick
     strip = cv2.cvtColor(cv2.imread(str(out / "samples" / "step-000006.png")), cv2.COLOR_BGR2RGB)
     assert strip.shape == (2 * 134, 2 * 134, 3)
-    assert tuple(strip[0, 0]) == (40, 180, 40) and tuple(strip[0, 134]) == (255, 150, 0) and tuple(strip[134, 134]) == (220, 30, 30)
+    assert (
+        tuple(strip[0, 0]) == (40, 180, 40) and tuple(strip[0, 134]) == (255, 150, 0) and tuple(strip[134, 134]) == (220, 30, 30)
+    )
     assert (strip[134:, :134] == 255).all()
     with av.open(str(out / "samples" / "step-000006.mp4")) as video:
         frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
@@ -120,7 +143,9 @@ def test_four_steps_equal_two_plus_resume_plus_two(manifest, tmp_path):
 def test_tiny_model_overfits_one_clip(tmp_path):
     one = make_dataset(tmp_path / "one", clips=1)
     # no random crop and reconstruction only: what is left to learn is this clip's motion
-    config = fast_config(steps=40, batch_size=1, lr=5e-3, lambda_image=0.0, lambda_video=0.0, data={"crop": 286, "cache": str(tmp_path / "c")})
+    config = fast_config(
+        steps=40, batch_size=1, lr=5e-3, lambda_image=0.0, lambda_video=0.0, data={"crop": 286, "cache": str(tmp_path / "c")}
+    )
     result = train([one], out=tmp_path / "run", config=config)
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     start = sum(line["l1"] for line in lines[:3]) / 3
@@ -183,7 +208,9 @@ def test_a_csv_that_is_not_a_manifest_and_a_bad_config_file_are_one_line_errors(
     other.write_text("source_id,path\nabc,videos/abc.mp4\n")
     result = runner.invoke(app, ["train", str(other), "--out", str(tmp_path / "x"), "--preset", "tiny"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"error: {other}: not an s2v manifest (missing columns ['clip_id', 'shard', 'key', 'split', 'sha256'])"]
+    assert result.output.strip().splitlines() == [
+        f"error: {other}: not an s2v manifest (missing columns ['clip_id', 'shard', 'key', 'split', 'sha256'])"
+    ]
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nlr = ")
     result = runner.invoke(app, ["train", str(manifest), "--config", str(bad), "--dry-run"])
@@ -207,7 +234,20 @@ def test_dry_run_prints_the_resolved_config_and_bad_settings_exit_2(manifest, tm
     config_file = tmp_path / "c.toml"
     config_file.write_text("[train]\nlr = 0.001\n[model]\nd_norm = 'instance'\n")
     result = runner.invoke(
-        app, ["train", str(manifest), "--preset", "tiny", "--config", str(config_file), "--set", "train.ema=0.99", "--steps", "7", "--dry-run"]
+        app,
+        [
+            "train",
+            str(manifest),
+            "--preset",
+            "tiny",
+            "--config",
+            str(config_file),
+            "--set",
+            "train.ema=0.99",
+            "--steps",
+            "7",
+            "--dry-run",
+        ],
     )
     assert result.exit_code == 0, result.output
     resolved = json.loads(result.stdout)
@@ -229,9 +269,34 @@ def test_ddp_with_gloo_runs_two_steps_on_two_processes(manifest, tmp_path):
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [
-        str(torchrun), "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        "-m", "s2vmodel.cli", "train", str(manifest), "--out", str(out), "--preset", "tiny", "--steps", "2",
-        "--device", "cpu", "--workers", "0", "--cache", str(tmp_path / "cache"), "--batch-size", "1", *FAST_SET,
+        str(torchrun),
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "s2vmodel.cli",
+        "train",
+        str(manifest),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--batch-size",
+        "1",
+        *FAST_SET,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
@@ -251,14 +316,29 @@ def test_end_to_end_synth_build_train_resume(tmp_path):
 
     runner = CliRunner()
     data, manifests = str(tmp_path / "data"), str(tmp_path / "manifests")
-    synth = runner.invoke(data_app, ["synth", "--target", "hand", "--count", "3", "--seed", "0", "--seconds", "4", "--data", data])
+    synth = runner.invoke(
+        data_app, ["synth", "--target", "hand", "--count", "3", "--seed", "0", "--seconds", "4", "--data", data]
+    )
     assert synth.exit_code == 0, synth.output
     build = runner.invoke(data_app, ["build", "--target", "hand", "--jobs", "1", "--data", data, "--manifests", manifests])
     assert build.exit_code == 0, build.output
     manifest = Path(manifests) / "hand.csv"
     out = tmp_path / "runs" / "t"
-    args = ["train", str(manifest), "--out", str(out), "--preset", "tiny", "--workers", "1", "--split", "train",
-            "--cache", str(tmp_path / "cache"), *FAST_SET]
+    args = [
+        "train",
+        str(manifest),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--workers",
+        "1",
+        "--split",
+        "train",
+        "--cache",
+        str(tmp_path / "cache"),
+        *FAST_SET,
+    ]
     splits = set(read_manifest(manifest)["split"])
     assert splits, build.output
     if "train" not in splits:  # three sources may all land in another split: train on what there is

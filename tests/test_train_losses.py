@@ -35,6 +35,16 @@ def test_motion_l1_counts_only_pixels_that_move():
     assert float(losses.motion_l1_loss(real, real, image=image)) == 0.0
     assert float(losses.motion_l1_loss(wrong_elsewhere, real, image=image)) == 0.0
     assert float(losses.motion_l1_loss(still, real, image=image)) > 0.9  # the still image misses all the motion
+    # symmetric: motion made up where nothing moved costs as much as motion missed where something did
+    assert float(losses.motion_l1_loss(real, real, image=image, symmetric=True)) == 0.0
+    # 2 made-up pixel errors over 3 moving pixels (1 real, 2 made up) in all: 2/3 of the weighted L1
+    assert float(losses.motion_l1_loss(wrong_elsewhere, real, image=image, symmetric=True)) == pytest.approx(
+        2 / 3, rel=0.02
+    )  # (eps in the normaliser)
+    assert float(losses.motion_l1_loss(still, real, image=image, symmetric=True)) > 0.9
+    fake = wrong_elsewhere.clone().requires_grad_(True)
+    losses.motion_l1_loss(fake, real, image=image, symmetric=True).backward()
+    assert float(fake.grad[0, 0, 0, 3, 3]) > 0  # the made-up pixel is pushed back towards the image
 
 
 def test_frames_and_windows_pick_the_same_places_in_real_and_fake():

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+BLEND_START = -8.0  # the share logit of an untrained blend G
+
 
 def _norm2d(kind: str, channels: int) -> nn.Module:
     """Return the 2D normalisation layer named by kind."""
@@ -98,9 +100,13 @@ class UNetGenerator(nn.Module):
             # a zero last layer makes the untrained G return the input image itself
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+            if residual_mode == "blend":
+                # share sigmoid(-8) = 3e-4 of grey content: within 0.09 of a uint8 level of the input, so an untrained G
+                # returns the input image's pixels; unlike a share of exactly 0, every pixel gets gradients from the start
+                nn.init.constant_(self.out.bias[-1:], BLEND_START)
 
     def forward(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
-        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them (B, T, 3, H, W)."""
+        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them."""
         B, T, D = feats.shape
         if self.previous:
             if previous is None:
@@ -148,9 +154,8 @@ class UNetGenerator(nn.Module):
             return torch.tanh(torch.atanh(base) + out)
         if self.residual_mode == "linear":
             return base + out
-        # blend (after GANimation's attention mask): new content tanh(c) takes a share clamp(s, 0, 1) of each pixel.
-        # Where the share is 0 the pixel is exactly the base (a still background stays still); where an event in the
-        # base must go, a sloppy share shows the content painted there, not the black or white ring that a large
-        # offset spilling past the event leaves with atanh or linear. Zero weights: share 0, so G starts as the identity.
-        content, share = torch.tanh(out[:, :-1]), out[:, -1:].clamp(0, 1)
+        # blend (after GANimation's attention mask): new content tanh(c) takes a share sigmoid(s) of each pixel. Where an
+        # event in the base must go, a sloppy share shows the content painted there (the scene behind it), not the black
+        # or white ring that a large offset spilling past the event leaves with atanh or linear.
+        content, share = torch.tanh(out[:, :-1]), torch.sigmoid(out[:, -1:])
         return base + share * (content - base)
