@@ -75,6 +75,8 @@ class TrainConfig:
     lambda_l1: float = 1.0  # weight of the L1 reconstruction loss over all frames
     lambda_motion: float = 0.0  # weight of an extra L1 weighted by each pixel's motion from the input image (0 = paper)
     motion_symmetric: bool = False  # that weight is the real or the generated pixel's motion, the larger (see losses.py)
+    lambda_temporal: float = 0.0  # weight of the L1 of frame-to-frame changes against the real ones (0 = paper)
+    lambda_content: float = 0.0  # with model.residual_mode blend: weight of the motion-weighted L1 of its content alone
     loss: str = "bce"  # adversarial loss: bce (the paper's log form, non-saturating G) | hinge
     image_frames: int = 1  # frames per clip that D_I judges (Gamma_1: one)
     scheduled_sampling: float = (

@@ -222,6 +222,7 @@ class Embeddings:
             "features": "Kinetics-400 I3D logits (400)",
             "clips": self.clips,
             "windows": windows,
+            "cached": self.cache.hits,  # real and still feature sets read from the FVD cache instead of embedded
             "note": fvd_metric.fvd_note(self.clips),
         }
 

@@ -53,6 +53,17 @@ def motion_l1_loss(
     return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
 
 
+def temporal_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Return the mean absolute error of the frame-to-frame changes: |(fake[t] - fake[t-1]) - (real[t] - real[t-1])|.
+
+    fake, real: (B, T, 3, H, W). An L1 on changes in time favours changes that are exactly 0 where
+    the real clip holds still, so a generated clip does not shimmer between events (each shimmer is
+    a motion peak that matches no sound onset), and a change where the real clip has none costs
+    as much as one missed.
+    """
+    return ((fake[:, 1:] - fake[:, :-1]) - (real[:, 1:] - real[:, :-1])).abs().mean()
+
+
 def frame_indices(*, batch: int, frames: int, count: int, generator: torch.Generator) -> torch.Tensor:
     """Return (batch, count) random frame indices: which frames D_I judges (Gamma_1, `count` per clip)."""
     return torch.randint(0, frames, (batch, count), generator=generator)

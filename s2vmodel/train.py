@@ -86,8 +86,9 @@ class TrainGenerator(nn.Module):
 
     def forward(
         self, image: torch.Tensor, spec: torch.Tensor, start: torch.Tensor, video: torch.Tensor, own: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Return (B, frames, 3, H, W) for image (B,3,H,W), spec (B,120,F), start (B,) and the real video (B, frames, 3, H, W).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (frames, blend content or None), each (B, frames, 3, H, W), for image (B,3,H,W), spec (B,120,F), start (B,)
+        and the real video (B, frames, 3, H, W).
 
         own: (B, frames) bool, which frames get G's own guess of their predecessor (None: all real).
         """
@@ -96,14 +97,14 @@ class TrainGenerator(nn.Module):
         used = torch.gather(feats, 1, offsets[:, :, None].expand(-1, -1, feats.shape[2]))  # (B, 100, D)
         g = self.generator.generator
         if not g.previous:
-            return g(image, used)  # (B, 100, 3, H, W)
+            return g.frames_and_content(image, used)  # (B, 100, 3, H, W)
         before = torch.cat([image[:, None], video[:, :-1]], dim=1)  # (B, 100, 3, H, W): the real predecessors
         if own is not None and bool(own.any()):
             with torch.no_grad():
                 guess = g(image, used, before)
             guessed = torch.cat([image[:, None], guess[:, :-1]], dim=1)
             before = torch.where(own.to(image.device)[:, :, None, None, None], guessed, before)
-        return g(image, used, before)
+        return g.frames_and_content(image, used, before)
 
 
 class Discriminators(nn.Module):
@@ -309,7 +310,7 @@ def train_step(
     own = torch.rand(B, T, generator=nets.picks) < share if share > 0 else None
 
     with modules.autocast:
-        fake = modules.g(image, spec, batch["start"].to(device), video, own)  # (B, 100, 3, 64, 64)
+        fake, content = modules.g(image, spec, batch["start"].to(device), video, own)  # (B, 100, 3, 64, 64) each
     index = losses.frame_indices(batch=B, frames=T, count=tc.image_frames, generator=nets.picks)  # (B, k)
     starts = losses.window_starts(batch=B, frames=T, length=mc.video_frames, generator=nets.picks)  # (B,)
     real_frames, fake_frames = losses.take_frames(video, index), losses.take_frames(fake, index)  # (B*k, 3, 64, 64)
@@ -336,6 +337,11 @@ def train_step(
         if tc.lambda_motion > 0:
             motion = losses.motion_l1_loss(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
             loss_g = loss_g + tc.lambda_motion * motion
+        if tc.lambda_temporal > 0:
+            loss_g = loss_g + tc.lambda_temporal * losses.temporal_l1_loss(fake.float(), video)
+        if content is not None and tc.lambda_content > 0:
+            # the blend's content learns what moving pixels look like whatever its share, so the share has something to open to
+            loss_g = loss_g + tc.lambda_content * losses.motion_l1_loss(content.float(), video, image=image)
     nets.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     nets.opt_g.step()

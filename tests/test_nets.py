@@ -184,11 +184,12 @@ def test_teacher_forcing_gives_each_frame_the_real_one_before_it():
     video = torch.rand(1, 5, 3, 64, 64) * 1.8 - 0.9
     image, spec, start = video[:, 0], torch.rand(1, 120, 736), torch.tensor([3])
     with torch.no_grad():
-        out = train_g(image, spec, start, video)
+        out, content = train_g(image, spec, start, video)
+        assert content is None  # linear residual: no blend content
         assert torch.allclose(out[:, 0], image, atol=1e-6)  # frame 0's predecessor is the input image
         assert torch.allclose(out[:, 1:], video[:, :-1], atol=1e-6)  # frame t's is the real frame t - 1
         own = torch.tensor([[False, False, True, False, False]])
-        mixed = train_g(image, spec, start, video, own)
+        mixed, _ = train_g(image, spec, start, video, own)
         # frame 2 gets G's own guess of frame 1, which (G copying its base) is the real frame 0
         assert torch.allclose(mixed[:, 2], video[:, 0], atol=1e-6)
         assert torch.allclose(mixed[:, 3], video[:, 2], atol=1e-6)

@@ -47,6 +47,16 @@ def test_motion_l1_counts_only_pixels_that_move():
     assert float(fake.grad[0, 0, 0, 3, 3]) > 0  # the made-up pixel is pushed back towards the image
 
 
+def test_temporal_l1_compares_changes_not_frames():
+    real = torch.zeros(1, 4, 3, 2, 2)
+    real[0, 2:] = 0.5  # one change, between frames 1 and 2
+    assert float(losses.temporal_l1_loss(real + 0.3, real)) == 0.0  # an offset that holds still costs nothing here
+    shimmer = real.clone()
+    shimmer[0, 1] += 0.1  # up and down again where the real clip holds still
+    assert float(losses.temporal_l1_loss(shimmer, real)) == pytest.approx(0.2 / 3)
+    assert float(losses.temporal_l1_loss(real[:, :1].expand_as(real), real)) == pytest.approx(0.5 / 3)  # the change missed
+
+
 def test_frames_and_windows_pick_the_same_places_in_real_and_fake():
     video = torch.arange(2 * 20).float().view(2, 20, 1, 1, 1).expand(2, 20, 3, 2, 2)
     index = torch.tensor([[3, 7], [0, 19]])

@@ -107,6 +107,12 @@ class UNetGenerator(nn.Module):
 
     def forward(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them."""
+        return self.frames_and_content(image, feats, previous)[0]
+
+    def frames_and_content(
+        self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (frames, the blend's content (B, T, 3, H, W) or None in the other modes); see forward."""
         B, T, D = feats.shape
         if self.previous:
             if previous is None:
@@ -140,9 +146,10 @@ class UNetGenerator(nn.Module):
             x = torch.relu(self.up_norm[j](self.up[j](x)))
         if depth > 1:
             x = torch.cat([x, repeat(skips[0])], dim=1)
-        x = self.out(x)  # (B*T, 3, H, W)
-        x = self._compose(x, base=repeat(base))
-        return x.reshape(B, T, *x.shape[1:])  # (B, T, 3, H, W)
+        x = self.out(x)  # (B*T, 3 or 4, H, W)
+        frames = self._compose(x, base=repeat(base)).reshape(B, T, -1, *x.shape[2:])  # (B, T, 3, H, W)
+        blend = self.residual and self.residual_mode == "blend"
+        return frames, torch.tanh(x[:, :-1]).reshape_as(frames) if blend else None
 
     def _compose(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
         """Return frames from the last layer's output: tanh(out), or a change of `base` (atanh, linear or blend)."""
