@@ -91,13 +91,15 @@ def main() -> None:
     diff = np.abs(torch_logits - jax_logits)
     rows = []
     for i, name in enumerate(names):
-        rows.append({
-            "clip": name,
-            "max_abs_diff": float(diff[i].max()),
-            "logit_range": float(np.ptp(jax_logits[i])),
-            "top1_jax": int(jax_logits[i].argmax()),
-            "top1_torch": int(torch_logits[i].argmax()),
-        })
+        rows.append(
+            {
+                "clip": name,
+                "max_abs_diff": float(diff[i].max()),
+                "logit_range": float(np.ptp(jax_logits[i])),
+                "top1_jax": int(jax_logits[i].argmax()),
+                "top1_torch": int(torch_logits[i].argmax()),
+            }
+        )
     # the same FVD from either network's embeddings (6 vs 6 here: a check of agreement, not a meaningful FVD)
     half = len(names) // 2
     fvd_jax = frechet_distance(jax_logits[:half], jax_logits[half:])
@@ -122,8 +124,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['clip']} | {r['max_abs_diff']:.2e} | {r['logit_range']:.1f} | {r['top1_jax']} / {r['top1_torch']} |")
-    print(f"\nlargest |logit difference| {result['max_abs_diff']:.2e} ({result['max_rel_diff']:.1e} of the largest |logit|); "
-          f"FVD first 3 vs last 3: JAX {fvd_jax:.4f}, torch {fvd_torch:.4f}; JAX {jax_version}, torch {torch.__version__}")
+    print(
+        f"\nlargest |logit difference| {result['max_abs_diff']:.2e} ({result['max_rel_diff']:.1e} of the largest |logit|); "
+        f"FVD first 3 vs last 3: JAX {fvd_jax:.4f}, torch {fvd_torch:.4f}; JAX {jax_version}, torch {torch.__version__}"
+    )
     print(f"wrote {args.out} and {args.reference}")
 
 

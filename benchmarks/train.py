@@ -44,10 +44,24 @@ def synthetic_manifest(folder: Path, *, clips: int) -> Path:
                 audio[i * 1470 : i * 1470 + 400] += 0.7
         mp4, flac = encode_clip(frames, audio)
         key = f"bench{c:04d}"
-        row = {"clip_id": key, "target": "bench", "source_id": key, "origin": "synthetic", "start_s": 0.0,
-               "duration_s": 4.0, "frames": 120, "fps": 30, "sample_rate": 44100, "size": 286,
-               "shard": "bench-000000.tar", "key": key, "split": "train", "sha256": clip_sha256(mp4, flac),
-               "license": "", "webpage_url": ""}
+        row = {
+            "clip_id": key,
+            "target": "bench",
+            "source_id": key,
+            "origin": "synthetic",
+            "start_s": 0.0,
+            "duration_s": 4.0,
+            "frames": 120,
+            "fps": 30,
+            "sample_rate": 44100,
+            "size": 286,
+            "shard": "bench-000000.tar",
+            "key": key,
+            "split": "train",
+            "sha256": clip_sha256(mp4, flac),
+            "license": "",
+            "webpage_url": "",
+        }
         rows.append(row)
         samples.append((key, {"mp4": mp4, "flac": flac, "json": json.dumps(row).encode()}))
     write_shard(folder / "bench-000000.tar", samples)
@@ -80,24 +94,41 @@ def main() -> None:
         tmp = Path(tmp)
         manifest = args.manifest or synthetic_manifest(tmp, clips=args.clips)
         refs = load_clip_refs([manifest], split="train")
-        results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                         "torch": torch.__version__, "clips": len(refs), "loader": {}, "steps": {}}
+        results: dict = {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "torch": torch.__version__,
+            "clips": len(refs),
+            "loader": {},
+            "steps": {},
+        }
         n = max(2, min(len(refs) // 2, 8))
         for workers in (0, 1, 2):
-            results["loader"][f"shards, {workers} workers"] = loader_rate(refs, cache=None, workers=workers, batches=n, batch_size=2)
+            results["loader"][f"shards, {workers} workers"] = loader_rate(
+                refs, cache=None, workers=workers, batches=n, batch_size=2
+            )
         size = cache_size(crop=256)
         start = time.perf_counter()
         cache = build_cache(refs, folder=tmp / "cache" / cache_key([manifest], split="train", size=size), size=size)
         results["cache_build_s_per_clip"] = (time.perf_counter() - start) / len(refs)
         for workers in (0, 1, 2):
-            results["loader"][f"cache, {workers} workers"] = loader_rate(refs, cache=cache, workers=workers, batches=50, batch_size=2)
+            results["loader"][f"cache, {workers} workers"] = loader_rate(
+                refs, cache=cache, workers=workers, batches=50, batch_size=2
+            )
         for preset in args.presets.split(","):
             # one warm-up step, then the timed ones: a run's first step pays for allocations
-            config = resolve_config(preset=preset, overrides={
-                "data": {"cache": str(tmp / "cache"), "workers": 1},
-                "train": {"steps": args.steps + 1, "log_every": 1, "sample_every": 10**9, "ckpt_every": 10**9,
-                          "threads": args.threads},
-            })
+            config = resolve_config(
+                preset=preset,
+                overrides={
+                    "data": {"cache": str(tmp / "cache"), "workers": 1},
+                    "train": {
+                        "steps": args.steps + 1,
+                        "log_every": 1,
+                        "sample_every": 10**9,
+                        "ckpt_every": 10**9,
+                        "threads": args.threads,
+                    },
+                },
+            )
             out = tmp / f"run-{preset}"
             train([manifest], out=out, config=config)
             lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]

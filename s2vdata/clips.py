@@ -23,7 +23,8 @@ import numpy as np
 
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.manifest import read_manifest
-from s2vdata.media import MediaError, decode_clip_audio, decode_clip_video, load_audio, write_video
+from s2vdata.media import MediaError, ReadError, decode_clip_audio, decode_clip_video, write_video
+from s2vdata.media import load_audio as _load_audio
 from s2vdata.shards import read_shard
 from s2vdata.storage import Location
 
@@ -41,6 +42,7 @@ __all__ = [
     "decode_audio",
     "write_video",
     "load_audio",
+    "MediaError",
 ]
 
 
@@ -148,6 +150,14 @@ def decode_audio(flac: bytes) -> tuple[np.ndarray, int]:
         return decode_clip_audio(flac)
     except MediaError as e:
         raise ClipError("<clip flac>", e.reason) from e
+
+
+def load_audio(path: Path | str, *, sample_rate: int = CLIP.sample_rate) -> np.ndarray:
+    """Returns the first audio stream of any media file as float32 mono at `sample_rate`; raises MediaError naming the file."""
+    try:
+        return _load_audio(path, sample_rate=sample_rate)
+    except ReadError as e:
+        raise MediaError(path, e.reason) from e
 
 
 def decode_clip(parts: dict[str, bytes] | None, *, name: str = "clip", clip: ClipSpec = CLIP) -> tuple[np.ndarray, np.ndarray]:

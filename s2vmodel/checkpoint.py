@@ -6,8 +6,8 @@ Layout (DESIGN section 8), every value loadable with torch.load(..., weights_onl
     generator       S2VGenerator state dict (SE + G)
     generator_ema   EMA of the generator weights (only when train.ema > 0)
     d_image, d_video, opt_g, opt_d   state dicts
-    rng             {"torch": ByteTensor, "train": ByteTensor, "cuda": [ByteTensor, ...]}
-    data            int64 tensor (ranks, 2 + workers): each rank's data position
+    rng             {"torch": ByteTensor, "picks": [ByteTensor per rank], "cuda": [ByteTensor, ...]}
+    data            int64 tensor (ranks, 1 + 2 * workers): each rank's data position
     format          int, layout version
 """
 
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from s2vmodel.config import Config, ModelConfig, config_from_dict
+from s2vmodel.config import Config, ConfigError, ModelConfig, config_from_dict
 from s2vmodel.model import S2VGenerator
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,13 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         raise CheckpointError(f"no checkpoint at {path}: train first, or pass the path of a .pt file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot read it as a checkpoint ({reason[:200]}): pass a .pt file of `s2vmodel train`"
+        ) from err
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not an s2v checkpoint (no generator/config entries)")
+        raise CheckpointError(f"{path}: not an s2v checkpoint (no generator/config entries): pass a .pt file of `s2vmodel train`")
     return state
 
 
@@ -64,10 +68,15 @@ def checkpoint_config(state: dict[str, Any]) -> Config:
 def load_generator(path: Path, *, map_location: str | torch.device = "cpu") -> tuple[S2VGenerator, ModelConfig]:
     """Return (generator in eval mode, its ModelConfig) from a checkpoint; EMA weights when present."""
     state = load_checkpoint(path, map_location=map_location)
-    config = checkpoint_config(state).model
-    model = S2VGenerator(config)
-    weights = state.get("generator_ema") or state["generator"]
-    model.load_state_dict(weights)
+    try:
+        config = checkpoint_config(state).model
+        model = S2VGenerator(config)
+        model.load_state_dict(state.get("generator_ema") or state["generator"])
+    except (ConfigError, RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: its generator does not load ({reason[:200]}): was it written by another s2v version?"
+        ) from err
     model.to(map_location)
     model.eval()
     return model, config

@@ -25,7 +25,13 @@ class ModelConfig:
     g_depth: int = 4  # U-Net down-sampling steps: 64 px -> 64 / 2**depth at the bottleneck
     g_norm: str = "batch"  # generator normalisation: batch | instance | none
     sound_levels: int = 1  # U-Net levels modulated by the sound feature, from the bottleneck up (1 = bottleneck only)
-    residual: bool = False  # G predicts a change of the input image (frame = tanh(atanh(image) + out))
+    residual: bool = False  # G predicts a change of the input image (or of the previous frame, with previous_frame)
+    residual_mode: str = (
+        "atanh"  # how a residual G changes it: atanh (tanh(atanh(base) + out)) | linear (base + out) | blend (see nets)
+    )
+    previous_frame: bool = (
+        False  # G also sees the frame before each frame (its own, when generating): the paper's recursive extension
+    )
     ndf: int = 64  # discriminator base channels (MoCoGAN: 64-128-256)
     d_norm: str = "batch"  # discriminator normalisation: batch (MoCoGAN) | instance | spectral | none
     video_frames: int = 16  # T: consecutive frames D_V judges
@@ -68,8 +74,17 @@ class TrainConfig:
     lambda_video: float = 1.0  # weight of the D_V adversarial loss
     lambda_l1: float = 1.0  # weight of the L1 reconstruction loss over all frames
     lambda_motion: float = 0.0  # weight of an extra L1 weighted by each pixel's motion from the input image (0 = paper)
+    motion_symmetric: bool = False  # that weight is the real or the generated pixel's motion, the larger (see losses.py)
+    lambda_temporal: float = 0.0  # weight of the L1 of frame-to-frame changes against the real ones (0 = paper)
+    lambda_content: float = 0.0  # with model.residual_mode blend: weight of the motion-weighted L1 of its content alone
     loss: str = "bce"  # adversarial loss: bce (the paper's log form, non-saturating G) | hinge
     image_frames: int = 1  # frames per clip that D_I judges (Gamma_1: one)
+    scheduled_sampling: float = (
+        0.0  # with model.previous_frame: largest share of previous frames taken from G's own guess (0 = teacher forcing)
+    )
+    scheduled_ramp: int = (
+        300  # steps over which that share rises from 0 (a step count, not a share of the run: resumes stay exact)
+    )
     ema: float = 0.0  # G weight EMA decay (0 = off); the EMA weights are what load_generator returns
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda
@@ -194,18 +209,18 @@ def parse_assignments(items: list[str]) -> dict[str, dict[str, str]]:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Return the nested overrides in a TOML or JSON file."""
-    text = Path(path).read_text()
     try:
-        if Path(path).suffix.lower() == ".json":
-            return json.loads(text)
-        return tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"cannot parse config file {path}: {err}") from err
+        text = Path(path).read_text()
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path}: cannot read it as a TOML or JSON config ({reason})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds sections, e.g. [train] lr = 1e-4")
+    return data
 
 
-def resolve_config(
-    *, preset: str = "paper", files: list[Path] | None = None, overrides: dict[str, Any] | None = None
-) -> Config:
+def resolve_config(*, preset: str = "paper", files: list[Path] | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Return the config of a preset, then config files, then command-line overrides, applied in order."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: use one of {sorted(PRESETS)}")

@@ -1,86 +1,72 @@
-"""Manifests -> clips in their shards -> training batches, exactly as the paper samples them.
+"""Manifests -> clips (through `s2vdata.clips`) -> training batches, exactly as the paper samples them.
 
 One training sample (paper section 3.2): 100 consecutive frames out of the clip's 120
 (random start), one random 256x256 crop of the 286x286 frames for the whole clip, resized
 to 64x64; the input image is the first of the 100; the sound is the whole clip's 4 s,
 peak-normalised to [-1, 1], with `start` marking which 100 of its 120 slots are used.
 
+Clips come from one of two sources, both read through their public interface only: the
+shards themselves (`s2vdata.clips.iter_shard`, decoded per sample) or the decoded cache
+(`s2vmodel.cache.ClipCache.clip`). A clip either source cannot give (malformed, or a
+damaged shard) raises ClipError when its sample is made, and is named, skipped and counted
+the same way whichever the source.
+
 Order and resumption. Every epoch has a fixed plan made from (seed, epoch): the shard
 order, and which *unit* (a DataLoader worker of a DDP rank) reads what. With at least as
-many shards as units a unit reads whole shards (webdataset's split by node and worker);
-with fewer, every unit reads every shard and keeps every units-th clip. Each unit shuffles
-through a seeded buffer and draws each clip's augmentation from (seed, epoch, unit, index),
-so batch k of epoch e of worker w is the same in every run. Workers run epoch after epoch
-without stopping (one DataLoader for the whole run: no worker restarts at epoch ends). The
-trainer records, per worker, its epoch and the batches consumed in it; on resume each worker
-skips those (before decoding) and the workers are rotated so that the DataLoader's round
-robin continues where it stopped.
+many shards as units a unit reads whole shards; with fewer, every unit reads every shard
+and keeps every units-th clip. Each unit shuffles through a seeded buffer and draws each
+clip's augmentation from (seed, epoch, unit, index), so batch k of epoch e of worker w is
+the same in every run. Workers run epoch after epoch without stopping (one DataLoader for
+the whole run: no worker restarts at epoch ends). The trainer records, per worker, its
+epoch and the batches consumed in it; on resume each worker skips those (before decoding)
+and the workers are rotated so that the DataLoader's round robin continues where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from s2vdata.config import CLIP
-from s2vdata.manifest import read_manifest
-from s2vdata.media import MediaError, decode_clip_audio, decode_clip_video
+from s2vdata.clips import ClipError, ClipRef, decode_clip, iter_shard
+from s2vmodel.clipio import DataError, clip_name, iter_decoded, load_clip_refs
 from s2vmodel.config import DataConfig
-
-if TYPE_CHECKING:
-    from s2vmodel.cache import ClipCache
 
 log = logging.getLogger(__name__)
 
+# DataError and load_clip_refs live in clipio; they are named here too for callers of the earlier layout
+__all__ = [
+    "ClipStream",
+    "DataError",
+    "TrainData",
+    "collate",
+    "fixed_batch",
+    "load_clip_refs",
+    "sample_from_cached",
+    "sample_from_full",
+]
+
 IMAGE_SIZE = 64  # generated frame side (paper: 64x64)
 
-
-class DataError(RuntimeError):
-    """The training data cannot be used at all (empty manifest, missing shards)."""
+Loader = Callable[[np.random.Generator], dict]  # rng -> one sample; raises ClipError for a clip that cannot be used
 
 
-@dataclass(frozen=True)
-class ClipRef:
-    """Where one clip of a manifest lives."""
+class DecodedClips(Protocol):
+    """What the stream needs of a decoded cache (`s2vmodel.cache.ClipCache` is one): names, and each clip or its ClipError."""
 
-    key: str  # sample key inside the shard
-    shard: Path  # absolute path of the shard tar
-    clip_id: str  # the manifest's clip id (for messages)
+    names: list[str]
 
+    def __len__(self) -> int: ...
 
-def load_clip_refs(manifests: list[Path], *, split: str) -> list[ClipRef]:
-    """Return the clips of `split` in the manifests, raising DataError when none or a shard is missing."""
-    refs: list[ClipRef] = []
-    missing: set[Path] = set()
-    for manifest in manifests:
-        manifest = Path(manifest)
-        if not manifest.is_file():
-            raise DataError(f"no manifest at {manifest}: run `s2vdata build --target T` first")
-        rows = read_manifest(manifest)
-        if "split" in rows.columns:
-            rows = rows[rows["split"] == split]
-        for row in rows.itertuples(index=False):
-            shard = (manifest.parent / str(row.shard)).resolve()
-            if not shard.is_file():
-                missing.add(shard)
-            refs.append(ClipRef(key=str(row.key), shard=shard, clip_id=str(row.clip_id)))
-    if missing:
-        names = ", ".join(str(p) for p in sorted(missing)[:3])
-        raise DataError(f"{len(missing)} shard(s) named in the manifest are missing ({names}): rebuild with `s2vdata build`")
-    if not refs:
-        raise DataError(
-            f"no {split!r} clips in {', '.join(str(m) for m in manifests)}: build more sources or choose another --split"
-        )
-    return refs
+    def clip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return clip i as (frames (120, S, S, 3) uint8, audio (176400,) float32); ClipError when it cannot be used."""
+        ...
 
 
 def peak_normalize_np(wave: np.ndarray) -> np.ndarray:
@@ -108,28 +94,13 @@ def sample_from_full(
 def sample_from_cached(
     frames: np.ndarray, wave: np.ndarray, *, rng: np.random.Generator, data: DataConfig
 ) -> dict[str, np.ndarray | int]:
-    """Return one training sample from cached frames (120, 72, 72, 3) for the paper's crop: random start and 64 px crop."""
+    """Return one training sample from cached frames (120, 72, 72, 3) and sound (float): random start and 64 px crop."""
     n, h, w, _ = frames.shape
     start = int(rng.integers(0, n - data.frames + 1))
     y = int(rng.integers(0, h - IMAGE_SIZE + 1))
     x = int(rng.integers(0, w - IMAGE_SIZE + 1))
     clip = np.ascontiguousarray(frames[start : start + data.frames, y : y + IMAGE_SIZE, x : x + IMAGE_SIZE])
-    return {"frames": clip, "wave": peak_normalize_np(np.asarray(wave, np.float32) / 32768.0), "start": start}
-
-
-def decode_sample(sample: dict, *, ref_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return (frames (120, 286, 286, 3) uint8, wave (176400,) float32) of a raw shard sample."""
-    if "mp4" not in sample or "flac" not in sample:
-        raise MediaError(ref_name, "sample lacks its .mp4 or .flac member")
-    frames = decode_clip_video(sample["mp4"])
-    wave, rate = decode_clip_audio(sample["flac"])
-    if frames.shape[0] != CLIP.frames or wave.shape[0] != CLIP.samples or rate != CLIP.sample_rate:
-        raise MediaError(
-            ref_name,
-            f"expected {CLIP.frames} frames and {CLIP.samples} samples at {CLIP.sample_rate} Hz, "
-            f"got {frames.shape[0]} frames and {wave.shape[0]} samples at {rate} Hz",
-        )
-    return frames, wave
+    return {"frames": clip, "wave": peak_normalize_np(np.asarray(wave, np.float32)), "start": start}
 
 
 def collate(samples: list[dict], *, worker: int, epoch: int, index: int, skipped: list[str]) -> dict:
@@ -158,7 +129,7 @@ class ClipStream(IterableDataset):
         seed: int,
         rank: int = 0,
         world: int = 1,
-        cache: "ClipCache | None" = None,
+        cache: DecodedClips | None = None,
     ) -> None:
         super().__init__()
         self.refs = refs
@@ -170,6 +141,7 @@ class ClipStream(IterableDataset):
         self.cache = cache
         self.rotate = 0  # logical worker of physical worker 0
         self.positions: list[tuple[int, int]] = []  # (epoch, batches consumed in it) per logical worker
+        self._skipped: list[str] = []  # names of clips skipped and not yet reported with a batch
 
     def _unit(self) -> tuple[int, int, int]:
         """Return (logical worker, unit, units) of the calling process."""
@@ -198,9 +170,10 @@ class ClipStream(IterableDataset):
         """Yield the unit's batches of one epoch, the first `skip` of them left out (and not decoded)."""
         raw = self._cached(epoch, unit, units) if self.cache is not None else self._streamed(epoch, unit, units)
         batch: list[dict] = []
-        skipped: list[str] = []
+        # clips skipped since the last batch went out (kept across epochs, so one met at an epoch's end is still counted)
+        skipped = self._skipped
         index = 0
-        for n, (ref_name, load) in enumerate(raw):
+        for n, (name, load) in enumerate(raw):
             if index < skip:
                 batch.append({})
                 if len(batch) == self.batch_size:
@@ -209,63 +182,74 @@ class ClipStream(IterableDataset):
             rng = np.random.default_rng([self.seed, epoch, unit, n])
             try:
                 sample = load(rng)
-            except MediaError as err:
-                log.warning("skipping malformed clip %s: %s", ref_name, err)
-                skipped.append(ref_name)
+            except ClipError as err:
+                log.warning("skipping clip %s: %s", name, err.reason)
+                skipped.append(name)
                 continue
-            sample["key"] = ref_name
+            sample["key"] = name
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield collate(batch, worker=worker, epoch=epoch, index=index, skipped=skipped)
-                batch, skipped, index = [], [], index + 1
+                out = collate(batch, worker=worker, epoch=epoch, index=index, skipped=skipped)
+                skipped.clear()
+                batch, index = [], index + 1
+                yield out
 
-    def _cached(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
+    def _cached(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Loader]]:
         """Yield (name, loader) for this unit's clips of the epoch from the decoded cache."""
         cache = self.cache
         order = np.random.default_rng([self.seed, epoch]).permutation(len(cache))
         for i in order[unit::units]:
             i = int(i)
-            if not cache.ok[i]:
-                continue
-            yield cache.names[i], (lambda rng, i=i: sample_from_cached(cache.frames[i], cache.audio[i], rng=rng, data=self.data))
+            yield cache.names[i], (lambda rng, i=i: sample_from_cached(*cache.clip(i), rng=rng, data=self.data))
 
-    def _streamed(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Callable]]:
-        """Yield (name, loader) for this unit's clips of the epoch, streamed from the shards."""
-        wanted = {(str(r.shard), r.key): r for r in self.refs}
-        shards = sorted({str(r.shard) for r in self.refs})
+    def _streamed(self, epoch: int, unit: int, units: int) -> Iterator[tuple[str, Loader]]:
+        """Yield (name, loader) for this unit's clips of the epoch, streamed from the shards through a seeded shuffle buffer."""
+        shards = sorted({r.shard for r in self.refs})
         order = [shards[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(shards))]
-        by_shard = len(shards) >= units
-        urls = order[unit::units] if by_shard else order
-        if not urls:
-            return
-        stream = wds.WebDataset(
-            urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False, handler=wds.warn_and_continue
-        )
-        buffer: list[tuple[str, dict]] = []
+        whole_shards = len(shards) >= units
+        mine = order[unit::units] if whole_shards else order
+        buffer: list[tuple[str, Loader]] = []
         rng = np.random.default_rng([self.seed, epoch, unit, 1 << 20])
         matched = 0
-        for sample in stream:
-            ref = wanted.get((str(Path(sample["__url__"]).resolve()), sample["__key__"]))
-            if ref is None:
-                continue
+        for item in self._shard_items(mine):
             matched += 1
-            if not by_shard and (matched - 1) % units != unit:
+            if not whole_shards and (matched - 1) % units != unit:
                 continue
-            buffer.append((f"{ref.clip_id} ({Path(ref.shard).name}:{ref.key})", sample))
+            buffer.append(item)
             if len(buffer) >= self.data.shuffle_buffer:
-                yield self._loader(buffer.pop(int(rng.integers(len(buffer)))))
+                yield buffer.pop(int(rng.integers(len(buffer))))
         while buffer:
-            yield self._loader(buffer.pop(int(rng.integers(len(buffer)))))
+            yield buffer.pop(int(rng.integers(len(buffer))))
 
-    def _loader(self, item: tuple[str, dict]) -> tuple[str, Callable]:
-        """Return (name, function rng -> sample) for one raw shard sample."""
-        name, sample = item
+    def _shard_items(self, shards: list[str]) -> Iterator[tuple[str, Loader]]:
+        """Yield (name, loader) for each wanted clip of the shards, in shard order; a damaged shard yields one failing item."""
+        wanted = {(r.shard, r.key): r for r in self.refs}
+        for shard in shards:
+            try:
+                for key, parts in iter_shard(shard):
+                    ref = wanted.get((shard, key))
+                    if ref is not None:
+                        yield clip_name(ref), self._loader(parts, name=clip_name(ref))
+            except ClipError as err:
+                yield Path(shard).name, _failing(err)
+
+    def _loader(self, parts: dict[str, bytes], *, name: str) -> Loader:
+        """Return the function rng -> sample for one clip's shard members (decoded only when called)."""
 
         def load(rng: np.random.Generator) -> dict:
-            frames, wave = decode_sample(sample, ref_name=name)
+            frames, wave = decode_clip(parts, name=name)
             return sample_from_full(frames, wave, rng=rng, data=self.data)
 
-        return name, load
+        return load
+
+
+def _failing(err: ClipError) -> Loader:
+    """Return a loader that raises err (a shard that could not be read to its end)."""
+
+    def load(rng: np.random.Generator) -> dict:
+        raise err
+
+    return load
 
 
 class TrainData:
@@ -277,7 +261,7 @@ class TrainData:
         self.workers = max(1, workers)
         self.positions = [(0, 0)] * self.workers  # (epoch, batches consumed in it) per logical worker
         self.next_worker = 0
-        self.skipped: list[str] = []  # malformed clips met so far (names)
+        self.skipped: list[str] = []  # clips that could not be used, met so far (distinct names)
         self._it: Iterator[dict] | None = None
 
     @property
@@ -320,32 +304,25 @@ class TrainData:
         worker, epoch = batch["worker"], batch["epoch"]
         self.positions[worker] = (epoch, batch["index"] + 1)
         self.next_worker = (worker + 1) % self.workers
-        self.skipped.extend(batch["skipped"])
+        # a clip that cannot be used is met again every epoch: count it once
+        self.skipped.extend(name for name in dict.fromkeys(batch["skipped"]) if name not in self.skipped)
         return batch
 
 
 def fixed_batch(refs: list[ClipRef], *, data: DataConfig, count: int, seed: int) -> dict:
-    """Return a fixed batch of the first `count` readable clips (same crops every call), for metrics and samples."""
+    """Return a fixed batch of the first `count` readable clips of refs (same crops every call), for metrics and samples."""
     samples: list[dict] = []
-    for ref in refs:
-        if len(samples) >= count:
-            break
-        stream = wds.WebDataset(
-            [str(ref.shard)], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
+    for ref, decoded in iter_decoded(refs):
+        if isinstance(decoded, ClipError):
+            log.warning("fixed batch: skipping clip %s: %s", clip_name(ref), decoded.reason)
+            continue
+        samples.append(
+            {**sample_from_full(*decoded, rng=np.random.default_rng([seed, len(samples), 7]), data=data), "key": ref.clip_id}
         )
-        for sample in stream:
-            if sample["__key__"] != ref.key:
-                continue
-            try:
-                frames, wave = decode_sample(sample, ref_name=ref.clip_id)
-            except MediaError as err:
-                log.warning("fixed batch: skipping malformed clip %s: %s", ref.clip_id, err)
-                break
-            rng = np.random.default_rng([seed, len(samples), 7])
-            out = sample_from_full(frames, wave, rng=rng, data=data)
-            out["key"] = ref.clip_id
-            samples.append(out)
+        if len(samples) == count:
             break
     if not samples:
-        raise DataError("no readable clip for the fixed metrics batch: every clip tried was malformed")
+        raise DataError(
+            f"{refs[0].shard if refs else 'manifest'}: no readable clip for the fixed metrics batch (all were malformed)"
+        )
     return collate(samples, worker=0, epoch=0, index=0, skipped=[])

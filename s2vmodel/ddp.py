@@ -70,3 +70,12 @@ def shutdown(info: DistInfo) -> None:
     """Leave the process group."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_gather_objects(value: object, info: DistInfo) -> list:
+    """Return every rank's value (all ranks must call); [value] in a single process."""
+    if not info.enabled:
+        return [value]
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, value)
+    return gathered

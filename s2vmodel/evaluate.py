@@ -9,31 +9,38 @@ measures that compare against the sound). Real frames are seen the way the
 trainer sees them, minus the randomness: the centre 256x256 of the 286x286
 frame, resized to 64x64 with an area filter.
 
+Motion is also compared with the real clip's own (`motion_time`: the motion-energy
+curves correlated; `motion_place`: where in the frame it moves), and clips whose
+first frame is mid-event (a burst, hands together) get `ghost` and `hole`: how the
+generated frames err inside the input's event region (see `metrics.event_errors`).
+
 FVD (`s2vmodel.fvd`) compares the set of generated (or still) videos with the set
 of real ones: every clip's 7 non-overlapping 16-frame windows, at the model's
-size, resized to 224 for the Kinetics-400 I3D.
+size, resized to 224 for the Kinetics-400 I3D. The I3D features of the real and
+still videos depend only on the clip's frames: `fvd_cache` keeps them by the
+frames' sha256, so a second evaluation of a split embeds only the model's windows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from s2vdata.media import MediaError
-from s2vdata.shards import read_members
+from s2vdata.clips import ClipError
 from s2vmodel import fvd as fvd_metric
 from s2vmodel import metrics
 from s2vmodel.checkpoint import load_generator
+from s2vmodel.clipio import clip_name, iter_decoded, load_clip_refs
 from s2vmodel.config import DataConfig
-from s2vmodel.data import ClipRef, decode_sample, load_clip_refs
 from s2vmodel.generate import generate_array, make_strip, strip_times, write_png
 from s2vmodel.i3d import load_i3d
 
@@ -43,6 +50,10 @@ METRICS = ("l1", "psnr", "ssim", "av_sync", "av_align")  # the keys of each base
 APPEARANCE = ("l1", "psnr", "ssim")  # against the real frames: not defined for `real` itself
 BASELINES = ("model", "still", "real")
 COLUMNS = (*METRICS, "fvd")  # per-clip means, then FVD of the whole set against the real clips
+MOTION = ("time", "place", "amount")  # result["motion"][baseline]: motion against the real clip's
+EVENTS = ("ghost", "hole")  # result["events"][baseline]: inside the input's event region, mid-event clips only
+TABLE = (*METRICS, "motion_time", "motion_place", "fvd")  # the columns `s2vmodel evaluate` prints
+FVD_CACHE_VERSION = "i3d-kinetics400-logits/16x224/1"  # part of every FVD cache key: change it when the features change
 
 
 def eval_frames(frames: np.ndarray, *, size: int, crop: int = DataConfig.crop) -> np.ndarray:
@@ -59,9 +70,8 @@ def clip_scores(*, generated: np.ndarray, real: np.ndarray, audio: np.ndarray) -
     generated, real: (T, H, W, 3) uint8 with the same shape, frame 0 of `real`
     being the input image; audio: the clip's sound (T * 1470 samples).
     """
-    still = np.repeat(real[:1], len(real), axis=0)
     out: dict[str, dict[str, float | None]] = {}
-    for name, video in (("model", generated), ("still", still), ("real", real)):
+    for name, video in _videos(generated=generated, real=real):
         row: dict[str, float | None] = {}
         for metric in APPEARANCE:
             row[metric] = None if name == "real" else getattr(metrics, metric)(video[1:], real[1:])
@@ -71,36 +81,126 @@ def clip_scores(*, generated: np.ndarray, real: np.ndarray, audio: np.ndarray) -
     return out
 
 
+def _videos(*, generated: np.ndarray, real: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Returns the three videos a clip is scored as: model, still (frame 0 repeated) and real."""
+    return [("model", generated), ("still", np.repeat(real[:1], len(real), axis=0)), ("real", real)]
+
+
+def motion_scores(*, generated: np.ndarray, real: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """Returns {baseline: {time, place, amount}}: each video's motion against the real clip's (real: 1, 1, 1)."""
+    return {
+        name: {
+            "time": metrics.motion_time(video, real),
+            "place": metrics.motion_place(video, real),
+            "amount": metrics.motion_amount(video, real),
+        }
+        for name, video in _videos(generated=generated, real=real)
+    }
+
+
+def event_scores(*, generated: np.ndarray, real: np.ndarray) -> dict[str, dict[str, float]] | None:
+    """Returns {model|still: {ghost, hole}} when the clip's first frame is mid-event, else None."""
+    if not metrics.holds_event(real):
+        return None
+    out = {}
+    for name, video in _videos(generated=generated, real=real)[:2]:
+        ghost, hole = metrics.event_errors(video, real)
+        out[name] = {"ghost": ghost, "hole": hole}
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Returns the mean of the finite values, None when there are none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
 def summarise(per_clip: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
     """Returns the mean of each metric over clips, per baseline (None where undefined; psnr ignores inf)."""
-    summary: dict[str, dict[str, float | None]] = {}
+    # a clip whose frames do not change gives PSNR inf for `still`: it has no finite mean
+    return {name: {metric: _mean([c[name][metric] for c in per_clip]) for metric in METRICS} for name in BASELINES}
+
+
+def summarise_motion(per_clip: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Returns the per-baseline means of the motion measures over clips."""
+    return {name: {m: _mean([c["motion"][name][m] for c in per_clip]) for m in MOTION} for name in BASELINES}
+
+
+def summarise_events(per_clip: list[dict]) -> dict:
+    """Returns ghost and hole means over the mid-event clips, per baseline, with how many clips and which."""
+    mid = [c for c in per_clip if c["events"] is not None]
+    out: dict = {name: {m: _mean([c["events"][name][m] for c in mid]) for m in EVENTS} for name in ("model", "still")}
+    out.update(
+        clips=len(mid), clip_ids=[c["clip_id"] for c in mid], threshold=metrics.EVENT_THRESHOLD, min_share=metrics.EVENT_MIN_SHARE
+    )
+    return out
+
+
+def table_rows(result: dict) -> dict[str, dict[str, float | None]]:
+    """Returns {baseline: {column of TABLE: value}} of an evaluation, for printing."""
+    rows = {}
     for name in BASELINES:
-        row: dict[str, float | None] = {}
-        for metric in METRICS:
-            values = [c[name][metric] for c in per_clip if c[name][metric] is not None]
-            # a clip whose frames do not change gives PSNR inf for `still`: it has no finite mean
-            finite = [v for v in values if math.isfinite(v)]
-            row[metric] = float(np.mean(finite)) if finite else None
-        summary[name] = row
-    return summary
+        row = {m: result[name][m] for m in (*METRICS, "fvd")}
+        row.update(motion_time=result["motion"][name]["time"], motion_place=result["motion"][name]["place"])
+        rows[name] = {column: row[column] for column in TABLE}
+    return rows
+
+
+class FeatureCache:
+    """I3D features kept on disk by the sha256 of the frames they come from (one .npy per video)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.hits = 0
+
+    @staticmethod
+    def key(frames: np.ndarray, *, kind: str) -> str:
+        """Returns the cache key of a video's features: the frames' bytes, shape and the feature version."""
+        digest = hashlib.sha256(f"{FVD_CACHE_VERSION}/{kind}/{frames.shape}".encode())
+        digest.update(np.ascontiguousarray(frames).tobytes())
+        return digest.hexdigest()
+
+    def get(self, frames: np.ndarray, *, kind: str, compute) -> np.ndarray:
+        """Returns the features of frames: from the cache when there, else compute() (kept for next time)."""
+        if self.folder is None:
+            return compute()
+        path = self.folder / f"{self.key(frames, kind=kind)}.npy"
+        if path.is_file():
+            try:
+                features = np.load(path)
+                self.hits += 1
+                return features
+            except (OSError, ValueError) as err:
+                log.warning("fvd cache: rebuilding unreadable %s: %s", path, err)
+        features = compute()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+        np.save(tmp, features)
+        os.replace(tmp, path)
+        return features
 
 
 class Embeddings:
     """I3D embeddings of every clip's FVD windows, per baseline, and the FVD of model and still against real."""
 
-    def __init__(self, *, device: str) -> None:
+    def __init__(self, *, device: str, cache: FeatureCache | None = None) -> None:
         self.device = device
+        self.cache = cache or FeatureCache(None)
         self.rows: dict[str, list[np.ndarray]] = {name: [] for name in BASELINES}
         self.clips = 0
 
+    def _embed(self, clips: np.ndarray) -> np.ndarray:
+        return fvd_metric.i3d_embeddings(clips, device=self.device)
+
     def add(self, *, generated: np.ndarray, real: np.ndarray) -> None:
         """Embeds the windows of one clip's generated, still and real videos ((T, H, W, 3) uint8, same shape)."""
-        windows = {"model": fvd_metric.clip_windows(generated), "real": fvd_metric.clip_windows(real)}
-        for name, clips in windows.items():
-            self.rows[name].append(fvd_metric.i3d_embeddings(clips, device=self.device))
+        windows = fvd_metric.clip_windows(real)
+        self.rows["model"].append(self._embed(fvd_metric.clip_windows(generated)))
+        self.rows["real"].append(self.cache.get(real, kind="real", compute=lambda: self._embed(windows)))
         # every window of a still video is the same 16 copies of frame 0: embed one, count it per window
-        still = fvd_metric.i3d_embeddings(np.repeat(real[None, :1], fvd_metric.FVD_FRAMES, axis=1), device=self.device)
-        self.rows["still"].append(np.repeat(still, len(windows["real"]), axis=0))
+        one = np.repeat(real[None, :1], fvd_metric.FVD_FRAMES, axis=1)
+        still = self.cache.get(real[:1], kind="still", compute=lambda: self._embed(one))
+        self.rows["still"].append(np.repeat(still, len(windows), axis=0))
         self.clips += 1
 
     def distances(self) -> dict[str, float | None]:
@@ -122,32 +222,35 @@ class Embeddings:
             "features": "Kinetics-400 I3D logits (400)",
             "clips": self.clips,
             "windows": windows,
+            "cached": self.cache.hits,  # real and still feature sets read from the FVD cache instead of embedded
             "note": fvd_metric.fvd_note(self.clips),
         }
 
 
-def iter_clips(refs: list[ClipRef]) -> Iterator[tuple[ClipRef, dict[str, bytes] | None]]:
-    """Yields (ref, raw sample or None if missing) for each clip, reading each shard once."""
-    by_shard: dict[Path, list[ClipRef]] = defaultdict(list)
-    for ref in refs:
-        by_shard[ref.shard].append(ref)
-    for shard, group in by_shard.items():
-        members = read_members(shard, {r.key for r in group})
-        for ref in group:
-            yield ref, members.get(ref.key)
-
-
 @torch.no_grad()
-def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_dir: Path | None = None, strips: int = 4,
-             limit: int = 0, device: str = "cpu", fvd: bool = True,
-             on_clip: Callable[[int, int], None] | None = None) -> dict:
+def evaluate(
+    *,
+    checkpoint: Path,
+    manifest: Path,
+    split: str = "test",
+    strips_dir: Path | None = None,
+    strips: int = 4,
+    limit: int = 0,
+    device: str = "cpu",
+    fvd: bool = True,
+    fvd_cache: Path | None = None,
+    on_clip: Callable[[int, int], None] | None = None,
+) -> dict:
     """Returns the evaluation of a checkpoint on one split of a manifest, as a JSON-ready dict.
 
     {"model": {metric: mean}, "still": {...}, "real": {...}, "clips": N, "split": split,
     "skipped": [names], "per_clip": [{"clip_id", "model", "still", "real"}], "fvd": {protocol}, ...};
     metrics are l1, psnr, ssim (frames 1..119 against the real ones), av_sync, av_align (motion
     against the sound, all 120 frames), and fvd (the set against the real clips; None for
-    `real`, and everywhere when `fvd` is False). `strips_dir` gets Figure-2 strips of the first
+    `real`, and everywhere when `fvd` is False; `fvd_cache` keeps the real and still
+    features by frame hash). Beside them, "motion" holds each baseline's time, place and
+    amount of motion against the real clip's, and "events" the ghost and hole errors of
+    model and still on the clips whose first frame is mid-event (and how many). `strips_dir` gets Figure-2 strips of the first
     `strips` clips; `limit` > 0 evaluates only that many clips; `on_clip(done, total)`
     reports progress.
     """
@@ -159,28 +262,30 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
         refs = refs[:limit]
     per_clip: list[dict] = []
     skipped: list[str] = []
-    embeddings = Embeddings(device=device) if fvd else None
-    for done, (ref, sample) in enumerate(iter_clips(refs), start=1):
-        try:
-            if sample is None:
-                raise MediaError(ref.shard, f"clip {ref.key} is not in its shard")
-            frames, wave = decode_sample(sample, ref_name=ref.clip_id)
-        except MediaError as err:
-            log.warning("skipping malformed clip %s: %s", ref.clip_id, err)
+    embeddings = Embeddings(device=device, cache=FeatureCache(fvd_cache)) if fvd else None
+    for done, (ref, decoded) in enumerate(iter_decoded(refs), start=1):
+        if isinstance(decoded, ClipError):
+            log.warning("skipping clip %s: %s", clip_name(ref), decoded.reason)
             skipped.append(ref.clip_id)
             if on_clip:
                 on_clip(done, len(refs))
             continue
+        frames, wave = decoded
         real = eval_frames(frames, size=config.image_size)
         generated = generate_array(model, image=real[0], audio=wave)[: len(real)]
-        scores = clip_scores(generated=generated, real=real, audio=wave)
-        per_clip.append({"clip_id": ref.clip_id, **scores})
+        per_clip.append(
+            {
+                "clip_id": ref.clip_id,
+                **clip_scores(generated=generated, real=real, audio=wave),
+                "motion": motion_scores(generated=generated, real=real),
+                "events": event_scores(generated=generated, real=real),
+            }
+        )
         if embeddings is not None:
             embeddings.add(generated=generated, real=real)
         if strips_dir is not None and len(per_clip) <= strips:
             times = strip_times(len(real))
-            strip = make_strip(image=real[0], generated=[generated[t] for t in times], times=times,
-                               real=[real[t] for t in times])
+            strip = make_strip(image=real[0], generated=[generated[t] for t in times], times=times, real=[real[t] for t in times])
             write_png(Path(strips_dir) / f"{ref.clip_id}.png", strip)
         if on_clip:
             on_clip(done, len(refs))
@@ -190,6 +295,8 @@ def evaluate(*, checkpoint: Path, manifest: Path, split: str = "test", strips_di
         summary[name]["fvd"] = distances[name]
     return {
         **summary,
+        "motion": summarise_motion(per_clip),
+        "events": summarise_events(per_clip),
         "fvd": embeddings.protocol() if embeddings is not None else None,
         "clips": len(per_clip),
         "split": split,

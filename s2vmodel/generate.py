@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from s2vdata.config import CLIP
-from s2vdata.media import load_audio, write_video
+from s2vdata.clips import CLIP, load_audio, write_video
 from s2vmodel.audio import peak_normalize, slot_spectrogram
 from s2vmodel.checkpoint import load_generator
 
@@ -106,8 +105,9 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def sound_features(model: torch.nn.Module, audio: np.ndarray, *, hop: int = CLIP.samples_per_frame,
-                   n_fft: int = CLIP.samples_per_frame) -> torch.Tensor:
+def sound_features(
+    model: torch.nn.Module, audio: np.ndarray, *, hop: int = CLIP.samples_per_frame, n_fft: int = CLIP.samples_per_frame
+) -> torch.Tensor:
     """Returns the BLSTM features (1, T, D) of a whole sound, one per frame slot of `hop` samples.
 
     The sound is peak-normalised to [-1, 1] (the paper's normalisation, as in
@@ -121,7 +121,9 @@ def sound_features(model: torch.nn.Module, audio: np.ndarray, *, hop: int = CLIP
 
 
 @torch.no_grad()
-def generate_chunks(model: torch.nn.Module, *, image: np.ndarray, audio: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+def generate_chunks(
+    model: torch.nn.Module, *, image: np.ndarray, audio: np.ndarray, chunk_frames: int = CHUNK_FRAMES
+) -> Iterator[np.ndarray]:
     """Yields the generated video in chunks of (n, H, W, 3) uint8 frames, one frame per 1470-sample slot.
 
     model: an S2VGenerator (its `config` gives the slot hop and STFT size); image:
@@ -129,8 +131,10 @@ def generate_chunks(model: torch.nn.Module, *, image: np.ndarray, audio: np.ndar
     """
     feats = sound_features(model, audio, hop=model.config.hop, n_fft=model.config.n_fft)  # (1, T, D)
     x = to_model_image(image).to(feats.device)  # (1, 3, H, W)
+    last = None  # the frame before the chunk: a model that sees its previous frame goes on from it
     for t0 in range(0, feats.shape[1], chunk_frames):
-        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames])  # (1, n, 3, H, W)
+        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames], last)  # (1, n, 3, H, W)
+        last = video[:, -1]
         yield to_uint8(video[0])
 
 
@@ -156,8 +160,9 @@ def strip_times(n_frames: int, *, every: int = 20, max_tiles: int = 10) -> list[
     return list(range(0, n_frames, step))
 
 
-def make_strip(*, image: np.ndarray, generated: list[np.ndarray], times: list[int], real: list[np.ndarray] | None = None,
-               scale: int = 2) -> np.ndarray:
+def make_strip(
+    *, image: np.ndarray, generated: list[np.ndarray], times: list[int], real: list[np.ndarray] | None = None, scale: int = 2
+) -> np.ndarray:
     """Returns a Figure-2 style strip (H, W, 3) uint8 RGB: the input image, then the generated frames at `times`.
 
     As in the paper's Figure 2: the input image framed green, generated frames
@@ -179,8 +184,9 @@ def make_strip(*, image: np.ndarray, generated: list[np.ndarray], times: list[in
         rows.append(np.concatenate([blank] + [tile(f, RED) for f in real], axis=1))
     labels = np.full((label_h, rows[0].shape[1], 3), 255, np.uint8)
     for k, text in enumerate(["input"] + [f"t={i}" for i in times]):
-        cv2.putText(labels, text, (k * w + border, label_h - border - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            labels, text, (k * w + border, label_h - border - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return np.concatenate([labels, *rows], axis=0)
 
 
@@ -193,8 +199,9 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def generate(*, checkpoint: Path, image: Path, audio: Path, out: Path, scale: int = 1, strip: Path | None = None,
-             device: str = "cpu") -> GenerateReport:
+def generate(
+    *, checkpoint: Path, image: Path, audio: Path, out: Path, scale: int = 1, strip: Path | None = None, device: str = "cpu"
+) -> GenerateReport:
     """Returns a GenerateReport after writing `out`: an MP4 (H.264 + AAC, 30 fps) moving with `audio`.
 
     One frame per 1470-sample slot of the sound (ceil(seconds * 30) frames),
@@ -231,5 +238,6 @@ def generate(*, checkpoint: Path, image: Path, audio: Path, out: Path, scale: in
         strip_path = write_png(Path(strip), make_strip(image=picture, generated=kept, times=times))
     elapsed = time.perf_counter() - started
     log.info("wrote %s: %d frames for %.2f s of sound in %.2f s", out, n_frames, len(sound) / CLIP.sample_rate, elapsed)
-    return GenerateReport(out=out, frames=n_frames, seconds=len(sound) / CLIP.sample_rate, size=size * scale,
-                          strip=strip_path, elapsed_s=elapsed)
+    return GenerateReport(
+        out=out, frames=n_frames, seconds=len(sound) / CLIP.sample_rate, size=size * scale, strip=strip_path, elapsed_s=elapsed
+    )

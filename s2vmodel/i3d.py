@@ -73,8 +73,15 @@ def _pad_same(x: torch.Tensor, *, kernel: tuple[int, int, int], stride: tuple[in
 class Unit3D(nn.Module):
     """Conv3d with SAME padding, the batch norm folded in as its bias, then ReLU (or no activation)."""
 
-    def __init__(self, cin: int, cout: int, *, kernel: tuple[int, int, int] = (1, 1, 1),
-                 stride: tuple[int, int, int] = (1, 1, 1), relu: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        *,
+        kernel: tuple[int, int, int] = (1, 1, 1),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        relu: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel, self.stride, self.relu = kernel, stride, relu
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, bias=True)
@@ -218,8 +225,12 @@ def state_dict_from_flax(variables: dict) -> dict[str, torch.Tensor]:
     params, stats = variables["params"], variables["batch_stats"]
     units = {"conv_1a": "Conv3d_1a_7x7", "conv_2b": "Conv3d_2b_1x1", "conv_2c": "Conv3d_2c_3x3"}
     branches = {
-        "branch_0": "Branch_0/Conv3d_0a_1x1", "branch_1a": "Branch_1/Conv3d_0a_1x1", "branch_1b": "Branch_1/Conv3d_0b_3x3",
-        "branch_2a": "Branch_2/Conv3d_0a_1x1", "branch_2b": "Branch_2/Conv3d_0b_3x3", "branch_3": "Branch_3/Conv3d_0b_1x1",
+        "branch_0": "Branch_0/Conv3d_0a_1x1",
+        "branch_1a": "Branch_1/Conv3d_0a_1x1",
+        "branch_1b": "Branch_1/Conv3d_0b_3x3",
+        "branch_2a": "Branch_2/Conv3d_0a_1x1",
+        "branch_2b": "Branch_2/Conv3d_0b_3x3",
+        "branch_3": "Branch_3/Conv3d_0b_1x1",
     }
     state: dict[str, torch.Tensor] = {}
     try:

@@ -35,15 +35,33 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().mean()
 
 
-def motion_l1_loss(fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Return the L1 error weighted by how far each real pixel moved from the input image.
+def motion_l1_loss(
+    fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, symmetric: bool = False, eps: float = 1e-3
+) -> torch.Tensor:
+    """Return the L1 error weighted by how far each pixel moved from the input image.
 
     fake, real: (B, T, 3, H, W); image: (B, 3, H, W). Normalised by the mean weight, so it is an
     L1 over the moving pixels: when only small parts of a frame move (hands, a mouth), the plain
-    L1 barely notices a still output, this term does.
+    L1 barely notices a still output, this term does. The weight is how far the real pixel moved;
+    with `symmetric`, how far the real or the generated one moved (the larger, not differentiated),
+    so motion made up where nothing moved (a flash at a place the sound cannot tell, a flicker) costs
+    as much as motion missed where something did.
     """
     weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)  # (B, T, 1, H, W)
+    if symmetric:
+        weight = torch.maximum(weight, (fake.detach() - image[:, None]).abs().mean(dim=2, keepdim=True))
     return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
+
+
+def temporal_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Return the mean absolute error of the frame-to-frame changes: |(fake[t] - fake[t-1]) - (real[t] - real[t-1])|.
+
+    fake, real: (B, T, 3, H, W). An L1 on changes in time favours changes that are exactly 0 where
+    the real clip holds still, so a generated clip does not shimmer between events (each shimmer is
+    a motion peak that matches no sound onset), and a change where the real clip has none costs
+    as much as one missed.
+    """
+    return ((fake[:, 1:] - fake[:, :-1]) - (real[:, 1:] - real[:, :-1])).abs().mean()
 
 
 def frame_indices(*, batch: int, frames: int, count: int, generator: torch.Generator) -> torch.Tensor:

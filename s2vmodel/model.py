@@ -2,7 +2,8 @@
 
 `forward(image, spec)` is the whole generator: image (B,3,64,64) in [-1,1] and the
 (B,T,F) slot spectrogram of `audio.slot_spectrogram` -> video (B,T,3,64,64) in [-1,1].
-The BLSTM reads the whole sound, so any T works (a long sound at generate time).
+The BLSTM reads the whole sound, so any T works (a long sound at generate time). With
+`previous_frame`, frames are made one after another, each from the one before.
 """
 
 from __future__ import annotations
@@ -28,15 +29,28 @@ class S2VGenerator(nn.Module):
             norm=config.g_norm,
             sound_levels=config.sound_levels,
             residual=config.residual,
+            residual_mode=config.residual_mode,
+            previous=config.previous_frame,
         )
 
     def encode_sound(self, spec: torch.Tensor) -> torch.Tensor:
         """Return (B, T, D) BLSTM features of a (B, T, F) spectrogram (zero initial states)."""
         return self.sound_encoder(spec)
 
-    def generate_frames(self, image: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """Return (B, T, 3, H, W) frames in [-1, 1] for image (B, 3, H, W) and feats (B, T, D)."""
-        return self.generator(image, feats)
+    def generate_frames(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Return (B, T, 3, H, W) frames in [-1, 1] for image (B, 3, H, W) and feats (B, T, D).
+
+        With `previous_frame`, frame t is made from frame t-1 as generated (frame 0 from
+        `previous` (B, 3, H, W), by default the input image itself), one frame at a time.
+        """
+        if not self.config.previous_frame:
+            return self.generator(image, feats)
+        frame = image if previous is None else previous
+        frames = []
+        for t in range(feats.shape[1]):
+            frame = self.generator(image, feats[:, t : t + 1], frame[:, None])[:, 0]
+            frames.append(frame)
+        return torch.stack(frames, dim=1)
 
     def forward(self, image: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
         """Return the (B, T, 3, H, W) video in [-1, 1] for image (B, 3, H, W) and spec (B, T, F)."""

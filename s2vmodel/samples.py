@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from s2vdata.media import write_video
+from s2vdata.clips import write_video
 
 # the paper's Figure 2 frame colours: input image green, generated orange, original red (RGB)
 GREEN, ORANGE, RED = (40, 180, 40), (255, 150, 0), (220, 30, 30)
@@ -23,7 +23,9 @@ def _tile(img: np.ndarray, colour: tuple[int, int, int], *, scale: int) -> np.nd
     return cv2.copyMakeBorder(big, 3, 3, 3, 3, cv2.BORDER_CONSTANT, value=colour)
 
 
-def write_strip(path: Path, *, image: np.ndarray, generated: np.ndarray, real: np.ndarray, every: int = 20, scale: int = 2) -> Path:
+def write_strip(
+    path: Path, *, image: np.ndarray, generated: np.ndarray, real: np.ndarray, every: int = 20, scale: int = 2
+) -> Path:
     """Return path after writing the strip: input image, then generated frames every `every` above the real ones.
 
     image: (H, W, 3) uint8; generated, real: (T, H, W, 3) uint8.
@@ -49,7 +51,7 @@ def write_pair_video(
     """
     pairs = (
         cv2.resize(np.concatenate([g, r], axis=1), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        for g, r in zip(generated, real)
+        for g, r in zip(generated, real, strict=True)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_video(path, pairs, np.clip(audio, -1, 1).astype(np.float32), fps=fps)

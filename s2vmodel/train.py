@@ -2,7 +2,9 @@
 
 load batch -> encode sound -> G makes the 100 frames -> D step on detached fakes -> G step
 with D frozen -> metrics -> log / sample / checkpoint every N steps. Rank 0 alone writes the
-run folder; every rank trains (DistributedDataParallel when started by torchrun).
+run folder (`RunFolder`); every rank trains (DistributedDataParallel when started by
+torchrun). The pieces, in the order `train` uses them: `prepare_data`, `Nets` (build,
+restore, state), `train_step`, `RunFolder`, `estimate_cost`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ from s2vmodel import losses
 from s2vmodel.audio import slot_spectrogram
 from s2vmodel.cache import ClipCache, build_cache, cache_key, cache_size
 from s2vmodel.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from s2vmodel.config import Config
-from s2vmodel.data import ClipStream, DataError, TrainData, fixed_batch, load_clip_refs
-from s2vmodel.ddp import DistInfo, barrier, gather_rows, init_distributed, shutdown
+from s2vmodel.clipio import DataError, load_clip_refs
+from s2vmodel.config import PRESETS, Config, apply_overrides
+from s2vmodel.data import ClipStream, TrainData, fixed_batch
+from s2vmodel.ddp import DistInfo, all_gather_objects, barrier, gather_rows, init_distributed, shutdown
 from s2vmodel.model import S2VGenerator, build_discriminators
 from s2vmodel.nets import ImageDiscriminator, VideoDiscriminator
 from s2vmodel.samples import to_uint8, write_pair_video, write_strip
@@ -49,23 +52,59 @@ class TrainResult:
     run_dir: Path  # the run folder
     step: int  # optimisation steps completed
     metrics: dict[str, float] = field(default_factory=dict)  # the last metrics line
-    skipped: list[str] = field(default_factory=list)  # malformed clips met on rank 0 (named, skipped)
+    skipped: list[str] = field(default_factory=list)  # clips that could not be used, met on rank 0 (named, skipped)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run will cost here, measured on one timed step before it starts."""
+
+    steps: int  # steps left to train
+    seconds_per_step: float  # one step of this run's networks on this device
+    device: str  # where it trains
+    tiny_seconds: float | None = None  # the tiny preset's whole default run here (given when there is no GPU)
+
+    @property
+    def seconds(self) -> float:
+        """Return the estimated time of the steps left."""
+        return self.steps * self.seconds_per_step
 
 
 class TrainGenerator(nn.Module):
-    """The generator as trained: SE over the whole sound, G on the `frames` slots from `start`."""
+    """The generator as trained: SE over the whole sound, G on the `frames` slots from `start`.
+
+    With `previous_frame`, G sees each frame's predecessor: the real one (teacher forcing),
+    or, for a share `mix` of the frames, G's own guess of it from a first pass without
+    gradients (parallel scheduled sampling, Duckworth et al. 2019). Frame 0's
+    predecessor is the input image itself, as when generating.
+    """
 
     def __init__(self, generator: S2VGenerator, *, frames: int) -> None:
         super().__init__()
         self.generator = generator
         self.frames = frames
 
-    def forward(self, image: torch.Tensor, spec: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """Return (B, frames, 3, H, W) for image (B,3,H,W), spec (B,120,F) and start (B,)."""
+    def forward(
+        self, image: torch.Tensor, spec: torch.Tensor, start: torch.Tensor, video: torch.Tensor, own: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (frames, blend content or None), each (B, frames, 3, H, W), for image (B,3,H,W), spec (B,120,F), start (B,)
+        and the real video (B, frames, 3, H, W).
+
+        own: (B, frames) bool, which frames get G's own guess of their predecessor (None: all real).
+        """
         feats = self.generator.encode_sound(spec)  # (B, 120, D): the BLSTM hears all 4 s
         offsets = start[:, None] + torch.arange(self.frames, device=spec.device)  # (B, 100)
         used = torch.gather(feats, 1, offsets[:, :, None].expand(-1, -1, feats.shape[2]))  # (B, 100, D)
-        return self.generator.generate_frames(image, used)  # (B, 100, 3, H, W)
+        g = self.generator.generator
+        if not g.previous:
+            return g.frames_and_content(image, used)  # (B, 100, 3, H, W)
+        before = torch.cat([image[:, None], video[:, :-1]], dim=1)  # (B, 100, 3, H, W): the real predecessors
+        if own is not None and bool(own.any()):
+            with torch.no_grad():
+                guess = g(image, used, before)
+            guessed = torch.cat([image[:, None], guess[:, :-1]], dim=1)
+            before = torch.where(own.to(image.device)[:, :, None, None, None], guessed, before)
+        return g.frames_and_content(image, used, before)
 
 
 class Discriminators(nn.Module):
@@ -120,18 +159,10 @@ def resumed_config(saved: Config, asked: Config) -> Config:
 
 def prepare_data(
     manifests: list[Path], *, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None = None
-) -> tuple[TrainData, dict, ClipCache | None]:
-    """Return (the rank's endless batch iterator, the fixed metrics batch, the cache or None)."""
+) -> tuple[TrainData, dict]:
+    """Return (the rank's endless batch iterator, the fixed metrics batch: val clips, else train clips; empty off rank 0)."""
     refs = load_clip_refs(manifests, split=config.data.split)
-    cache = None
-    if config.data.cache:
-        size = cache_size(crop=config.data.crop)
-        folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split, size=size)
-        if info.is_main:
-            cache = build_cache(refs, folder=folder, size=size, progress=progress)
-        barrier(info)
-        if cache is None:
-            cache = ClipCache(folder)
+    cache = open_cache(manifests, refs=refs, config=config, info=info, progress=progress) if config.data.cache else None
     stream = ClipStream(
         refs,
         data=config.data,
@@ -141,42 +172,203 @@ def prepare_data(
         world=info.world,
         cache=cache,
     )
-    try:
-        val_refs = load_clip_refs(manifests, split="val")
-    except DataError:
-        # no val clips: report L1 on a fixed train batch instead, as the metrics line says
-        val_refs = refs
-    val_refs = sorted(val_refs, key=lambda r: r.clip_id)
-    fixed = fixed_batch(val_refs, data=config.data, count=config.data.val_clips, seed=config.train.seed) if info.is_main else {}
-    if fixed:
-        fixed["split"] = "val" if val_refs is not refs else config.data.split
-    return TrainData(stream, workers=config.data.workers), fixed, cache
+    fixed: dict = {}
+    if info.is_main:
+        try:
+            val_refs, split = load_clip_refs(manifests, split="val"), "val"
+        except DataError:
+            # no val clips: report L1 on a fixed train batch instead, as the metrics line says
+            val_refs, split = refs, config.data.split
+        val_refs = sorted(val_refs, key=lambda r: r.clip_id)
+        fixed = {**fixed_batch(val_refs, data=config.data, count=config.data.val_clips, seed=config.train.seed), "split": split}
+    return TrainData(stream, workers=config.data.workers), fixed
 
 
-def _ema_update(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
-        for e, b in zip(ema.buffers(), model.buffers()):
-            e.copy_(b)
+def open_cache(
+    manifests: list[Path], *, refs: list, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None
+) -> ClipCache:
+    """Return the decoded cache of refs: rank 0 builds it when missing, the other ranks wait and open it."""
+    size = cache_size(crop=config.data.crop)
+    remote = [r for r in refs if "://" in r.shard]
+    folder = Path(config.data.cache) / cache_key(manifests, split=config.data.split, size=size, refs=remote)
+    if info.is_main:
+        build_cache(refs, folder=folder, size=size, progress=progress)
+    barrier(info)
+    return ClipCache(folder)
 
 
-def _trim_metrics(path: Path, *, step: int) -> None:
-    """Drop metrics lines after `step` (written by a run killed after its last checkpoint)."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in lines))
+@dataclass
+class Nets:
+    """The networks of a run and what trains them: G (+ its EMA), D_I and D_V, their optimisers, and D's frame picker."""
+
+    generator: S2VGenerator
+    discriminators: Discriminators
+    ema: S2VGenerator | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    picks: torch.Generator  # which frames D sees, and which predecessors are G's own: nothing else draws from it
+
+    @classmethod
+    def build(cls, config: Config, *, device: torch.device, rank: int = 0) -> Nets:
+        """Return fresh networks for config (the same initial weights on every rank)."""
+        tc = config.train
+        torch.manual_seed(tc.seed)  # DDP also broadcasts rank 0's weights
+        generator = S2VGenerator(config.model).to(device)
+        discriminators = Discriminators(*build_discriminators(config.model)).to(device)
+        return cls(
+            generator=generator,
+            discriminators=discriminators,
+            ema=copy.deepcopy(generator).eval() if tc.ema > 0 else None,
+            opt_g=torch.optim.Adam(generator.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2)),
+            opt_d=torch.optim.Adam(discriminators.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2)),
+            picks=torch.Generator().manual_seed(tc.seed * 7919 + rank),
+        )
+
+    def restore(self, state: dict[str, Any], *, rank: int, device: torch.device) -> None:
+        """Load weights, optimisers and random states from a checkpoint dict."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminators.image.load_state_dict(state["d_image"])
+        self.discriminators.video.load_state_dict(state["d_video"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state.get("generator_ema") or state["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.picks.set_state(state["rng"]["picks"][min(rank, len(state["rng"]["picks"]) - 1)])
+        if device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state(state["rng"]["cuda"][0], device)
+
+    def state(self, *, step: int, config: Config, positions: torch.Tensor, picks: list, device: torch.device) -> dict[str, Any]:
+        """Return the checkpoint dict (checkpoint.py's layout) of this step."""
+        state = {
+            "step": step,
+            "config": config.to_dict(),
+            "generator": self.generator.state_dict(),
+            "d_image": self.discriminators.image.state_dict(),
+            "d_video": self.discriminators.video.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "picks": picks,
+                "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
+            },
+            "data": positions,
+        }
+        if self.ema is not None:
+            state["generator_ema"] = self.ema.state_dict()
+        return state
+
+    def update_ema(self, *, decay: float) -> None:
+        """Move the EMA weights towards the generator's (no-op without EMA)."""
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+            for e, b in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+                e.copy_(b)
+
+
+@dataclass
+class Trainable:
+    """The modules a step calls: G and D, wrapped in DistributedDataParallel when several ranks train."""
+
+    g: nn.Module
+    d: nn.Module
+    autocast: AbstractContextManager
+
+    @classmethod
+    def wrap(cls, nets: Nets, *, config: Config, info: DistInfo, device: torch.device) -> Trainable:
+        """Return the step's modules for nets on this rank."""
+        g: nn.Module = TrainGenerator(nets.generator, frames=config.data.frames)
+        d: nn.Module = nets.discriminators
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            g, d = DistributedDataParallel(g, device_ids=ids), DistributedDataParallel(d, device_ids=ids)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.train.amp and device.type == "cuda" else nullcontext()
+        return cls(g=g, d=d, autocast=autocast)
+
+
+def own_share(config: Config, *, step: int) -> float:
+    """Return the share of predecessors that are G's own guess at this step: 0, rising to scheduled_sampling."""
+    if not config.model.previous_frame or config.train.scheduled_sampling <= 0:
+        return 0.0
+    return config.train.scheduled_sampling * min(1.0, step / max(1, config.train.scheduled_ramp))
+
+
+def train_step(
+    nets: Nets, modules: Trainable, batch: dict, *, config: Config, device: torch.device, step: int
+) -> dict[str, torch.Tensor]:
+    """Return the losses of one optimisation step (D step, then G step with D frozen) on a batch."""
+    mc, tc = config.model, config.train
+    video = to_video(batch["frames"], device)  # (B, 100, 3, 64, 64)
+    image = video[:, 0]  # (B, 3, 64, 64): the input image is the first of the 100
+    spec = slot_spectrogram(batch["wave"].to(device), hop=mc.hop, n_fft=mc.n_fft)  # (B, 120, F), peak-normalised sound
+    B, T = video.shape[:2]
+    share = own_share(config, step=step)
+    own = torch.rand(B, T, generator=nets.picks) < share if share > 0 else None
+
+    with modules.autocast:
+        fake, content = modules.g(image, spec, batch["start"].to(device), video, own)  # (B, 100, 3, 64, 64) each
+    index = losses.frame_indices(batch=B, frames=T, count=tc.image_frames, generator=nets.picks)  # (B, k)
+    starts = losses.window_starts(batch=B, frames=T, length=mc.video_frames, generator=nets.picks)  # (B,)
+    real_frames, fake_frames = losses.take_frames(video, index), losses.take_frames(fake, index)  # (B*k, 3, 64, 64)
+    real_clips = losses.take_windows(video, starts, length=mc.video_frames)  # (B, 3, 16, 64, 64)
+    fake_clips = losses.take_windows(fake, starts, length=mc.video_frames)
+
+    # D step: D_I and D_V maximise L on real vs detached generated frames
+    with modules.autocast:
+        ri, fi, rv, fv = modules.d(real_frames, fake_frames.detach(), real_clips, fake_clips.detach())
+        loss_di = losses.d_loss(ri.float(), fi.float(), kind=tc.loss)
+        loss_dv = losses.d_loss(rv.float(), fv.float(), kind=tc.loss)
+        loss_d = tc.lambda_image * loss_di + tc.lambda_video * loss_dv
+    nets.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    nets.opt_d.step()
+
+    # G step: SE and G minimise L with D frozen (plain modules: D's gradients here are not used)
+    nets.discriminators.requires_grad_(False)
+    with modules.autocast:
+        adv_i = losses.g_adv_loss(nets.discriminators.image(fake_frames).float(), kind=tc.loss)
+        adv_v = losses.g_adv_loss(nets.discriminators.video(fake_clips).float(), kind=tc.loss)
+        l1 = losses.l1_loss(fake.float(), video)
+        loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v + tc.lambda_l1 * l1
+        if tc.lambda_motion > 0:
+            motion = losses.motion_l1_loss(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
+            loss_g = loss_g + tc.lambda_motion * motion
+        if tc.lambda_temporal > 0:
+            loss_g = loss_g + tc.lambda_temporal * losses.temporal_l1_loss(fake.float(), video)
+        if content is not None and tc.lambda_content > 0:
+            # the blend's content learns what moving pixels look like whatever its share, so the share has something to open to
+            loss_g = loss_g + tc.lambda_content * losses.motion_l1_loss(content.float(), video, image=image)
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    nets.opt_g.step()
+    nets.discriminators.requires_grad_(True)
+    nets.update_ema(decay=tc.ema)
+    return {
+        "loss_d": loss_d,
+        "loss_g": loss_g,
+        "d_image": loss_di,
+        "d_video": loss_dv,
+        "adv_image": adv_i,
+        "adv_video": adv_v,
+        "l1": l1,
+    }
 
 
 @torch.no_grad()
 def evaluate_fixed(generator: S2VGenerator, fixed: dict, *, config: Config, device: torch.device) -> dict[str, Any]:
-    """Return L1 of generated vs real on the fixed batch, the still-image L1, and the arrays for samples."""
+    """Return L1 of generated (as `generate` makes it) vs real on the fixed batch, the still-image L1, and the sample arrays."""
     was_training = generator.training
     generator.eval()
     video = to_video(fixed["frames"], device)  # (B, 100, 3, 64, 64)
     spec = slot_spectrogram(fixed["wave"].to(device), hop=config.model.hop, n_fft=config.model.n_fft)
-    fake = TrainGenerator(generator, frames=config.data.frames)(video[:, 0], spec, fixed["start"].to(device))
+    feats = generator.encode_sound(spec)  # (B, 120, D)
+    offsets = fixed["start"].to(device)[:, None] + torch.arange(video.shape[1], device=device)
+    used = torch.gather(feats, 1, offsets[:, :, None].expand(-1, -1, feats.shape[2]))
+    fake = generator.generate_frames(video[:, 0], used)
     generator.train(was_training)
     still = video[:, :1].expand_as(video)
     return {
@@ -187,17 +379,107 @@ def evaluate_fixed(generator: S2VGenerator, fixed: dict, *, config: Config, devi
     }
 
 
-def write_samples(run_dir: Path, *, step: int, fixed: dict, result: dict) -> None:
-    """Write samples/step-NNNNNN.png and .mp4 for the first clip of the fixed batch."""
-    fake, real = to_uint8(result["fake"][0]), to_uint8(result["real"][0])
-    stem = run_dir / "samples" / f"step-{step:06d}"
-    write_strip(stem.with_suffix(".png"), image=real[0], generated=fake, real=real)
-    start, frames = int(fixed["start"][0]), fake.shape[0]
-    audio = fixed["wave"][0].numpy()[start * 1470 : (start + frames) * 1470]
-    try:
-        write_pair_video(stem.with_suffix(".mp4"), generated=fake, real=real, audio=audio)
-    except (OSError, ValueError) as err:
-        log.warning("could not write sample video %s: %s", stem.with_suffix(".mp4"), err)
+class RunFolder:
+    """Rank 0's outputs: config.json, metrics.jsonl, TensorBoard events, samples and checkpoints (DESIGN section 8)."""
+
+    def __init__(self, out: Path, *, config: Config, step: int, fixed: dict) -> None:
+        self.out = out
+        self.config = config
+        self.fixed = fixed
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        self._trim_metrics(step)
+        from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow and only rank 0 writes
+
+        self.writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop metrics lines after `step` (written by a run killed after its last checkpoint)."""
+        path = self.out / "metrics.jsonl"
+        if path.exists():
+            lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in lines))
+
+    def log(self, step: int, metrics: dict[str, float], *, generator: S2VGenerator, device: torch.device, sample: bool) -> None:
+        """Add val L1 on the fixed batch to metrics, append the metrics line, and write a sample when asked."""
+        result = evaluate_fixed(generator, self.fixed, config=self.config, device=device)
+        metrics.update(val_l1=result["l1"], val_l1_still=result["l1_still"])
+        line = {"step": step, **{k: round(v, 6) for k, v in metrics.items()}, "val_split": self.fixed["split"]}
+        with (self.out / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        for key, value in metrics.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        if sample:
+            self.write_samples(step, result=result)
+
+    def write_samples(self, step: int, *, result: dict) -> None:
+        """Write samples/step-NNNNNN.png and .mp4 for the first clip of the fixed batch."""
+        fake, real = to_uint8(result["fake"][0]), to_uint8(result["real"][0])
+        stem = self.out / "samples" / f"step-{step:06d}"
+        write_strip(stem.with_suffix(".png"), image=real[0], generated=fake, real=real)
+        start, frames = int(self.fixed["start"][0]), fake.shape[0]
+        audio = self.fixed["wave"][0].numpy()[start * 1470 : (start + frames) * 1470]
+        try:
+            write_pair_video(stem.with_suffix(".mp4"), generated=fake, real=real, audio=audio)
+        except (OSError, ValueError) as err:
+            log.warning("could not write sample video %s: %s", stem.with_suffix(".mp4"), err)
+
+    def save(self, state: dict[str, Any], *, snapshot: bool) -> None:
+        """Write checkpoints/latest.pt (and a kept step-NNNNNN.pt when snapshot)."""
+        save_checkpoint(self.out / "checkpoints" / "latest.pt", state)
+        if snapshot:
+            save_checkpoint(self.out / "checkpoints" / f"step-{state['step']:06d}.pt", state)
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
+        self.writer.close()
+
+
+class NoFolder:
+    """What the other ranks write: nothing."""
+
+    def log(self, step: int, metrics: dict[str, float], **_: Any) -> None:
+        """Leave metrics as they are (rank 0 measures val L1)."""
+
+    def save(self, state: dict[str, Any], *, snapshot: bool) -> None:
+        """Write nothing."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def step_seconds(config: Config, *, device: torch.device, repeats: int = 2) -> float:
+    """Return the seconds one training step of config's networks takes here, timed on random data (the run's state untouched)."""
+    mc, dc, tc = config.model, config.data, config.train
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        nets = Nets.build(config, device=device)
+        modules = Trainable.wrap(nets, config=config, info=DistInfo(), device=device)
+        batch = {
+            "frames": torch.randint(0, 256, (tc.batch_size, dc.frames, mc.image_size, mc.image_size, 3), dtype=torch.uint8),
+            "wave": torch.rand(tc.batch_size, 176_400) * 2 - 1,
+            "start": torch.zeros(tc.batch_size, dtype=torch.long),
+        }
+        times = []
+        for i in range(repeats + 1):  # the first step pays for allocations: not timed
+            started = time.perf_counter()
+            train_step(nets, modules, batch, config=config, device=device, step=i)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - started)
+    return min(times[1:])
+
+
+def estimate_cost(config: Config, *, device: torch.device, step: int) -> RunCost:
+    """Return what the rest of the run will cost here; without a GPU, also what the tiny preset's whole run costs."""
+    per_step = step_seconds(config, device=device)
+    tiny_seconds = None
+    if device.type == "cpu":
+        tiny = apply_overrides(Config(preset="tiny"), PRESETS["tiny"])
+        tiny = replace(tiny, train=replace(tiny.train, threads=config.train.threads or tiny.train.threads))
+        tiny_seconds = tiny.train.steps * (
+            per_step if config.preset == "tiny" and config.model == tiny.model else step_seconds(tiny, device=device)
+        )
+    return RunCost(steps=config.train.steps - step, seconds_per_step=per_step, device=str(device), tiny_seconds=tiny_seconds)
 
 
 def train(
@@ -208,8 +490,13 @@ def train(
     resume: bool = False,
     on_step: StepCallback | None = None,
     on_cache: Callable[[int, int], None] | None = None,
+    on_cost: Callable[[RunCost], None] | None = None,
 ) -> TrainResult:
-    """Return the result of training config on the manifests' clips into run folder `out` (DESIGN section 8)."""
+    """Return the result of training config on the manifests' clips into run folder `out` (DESIGN section 8).
+
+    on_cache(done, total) reports the cache build, on_cost(RunCost) what the run will cost
+    (measured only when given), on_step(step, total, metrics) every step on rank 0.
+    """
     out = Path(out)
     latest = out / "checkpoints" / "latest.pt"
     state: dict[str, Any] | None = None
@@ -224,7 +511,9 @@ def train(
     use_cuda = config.train.device == "cuda" or (config.train.device == "auto" and torch.cuda.is_available())
     info = init_distributed(cuda=use_cuda)
     try:
-        return _run(manifests, out=out, config=config, state=state, info=info, on_step=on_step, on_cache=on_cache)
+        return _run(
+            manifests, out=out, config=config, state=state, info=info, on_step=on_step, on_cache=on_cache, on_cost=on_cost
+        )
     finally:
         shutdown(info)
 
@@ -238,176 +527,86 @@ def _run(
     info: DistInfo,
     on_step: StepCallback | None,
     on_cache: Callable[[int, int], None] | None,
+    on_cost: Callable[[RunCost], None] | None,
 ) -> TrainResult:
-    device = resolve_device(config.train.device, info)
-    if config.train.threads > 0:
+    tc = config.train
+    device = resolve_device(tc.device, info)
+    if tc.threads > 0:
         # spinning OpenMP threads that compete with other processes cost far more than they give
-        torch.set_num_threads(config.train.threads)
-    mc, tc, dc = config.model, config.train, config.data
-    torch.manual_seed(tc.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-    generator = S2VGenerator(mc).to(device)
-    discriminators = Discriminators(*build_discriminators(mc)).to(device)
-    ema = copy.deepcopy(generator).eval() if tc.ema > 0 else None
-    opt_g = torch.optim.Adam(generator.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
-    opt_d = torch.optim.Adam(discriminators.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
-    # our own generator for which frames D sees: nothing else draws from it, so resume is exact
-    picks = torch.Generator().manual_seed(tc.seed * 7919 + info.rank)
-
-    data, fixed, _ = prepare_data(manifests, config=config, info=info, progress=on_cache)
-    step = 0
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminators.image.load_state_dict(state["d_image"])
-        discriminators.video.load_state_dict(state["d_video"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.load_state_dict(state.get("generator_ema") or state["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        picks.set_state(state["rng"]["picks"][min(info.rank, len(state["rng"]["picks"]) - 1)])
-        if device.type == "cuda" and state["rng"].get("cuda"):
-            torch.cuda.set_rng_state(state["rng"]["cuda"][0], device)
-        positions = state["data"]
-        if positions.shape[0] == info.world:
-            data.load_state(positions[info.rank].tolist())
-        else:
-            log.warning("checkpoint has data positions of %d ranks, now %d: starting the next epoch", positions.shape[0], info.world)
-            data.load_state([0, int(positions[:, 1::2].max())])
-        step = int(state["step"])
-        del state
-
-    g_train: nn.Module = TrainGenerator(generator, frames=dc.frames)
-    d_train: nn.Module = discriminators
-    if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        g_train = DistributedDataParallel(g_train, device_ids=ids)
-        d_train = DistributedDataParallel(d_train, device_ids=ids)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if tc.amp and device.type == "cuda" else nullcontext()
-
-    writer = None
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        _trim_metrics(out / "metrics.jsonl", step=step)
-        from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow and only rank 0 writes
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
+        torch.set_num_threads(tc.threads)
+    nets = Nets.build(config, device=device, rank=info.rank)
+    data, fixed = prepare_data(manifests, config=config, info=info, progress=on_cache)
+    step = resume_from(state, nets=nets, data=data, info=info, device=device)
+    del state
+    modules = Trainable.wrap(nets, config=config, info=info, device=device)
+    folder = RunFolder(out, config=config, step=step, fixed=fixed) if info.is_main else NoFolder()
+    if on_cost is not None and info.is_main:
+        on_cost(estimate_cost(config, device=device, step=step))
     log.info("training %s from step %d to %d on %s (%d rank(s))", out, step, tc.steps, device, info.world)
 
-    last: dict[str, float] = {}
-    window_start, window_steps = time.perf_counter(), 0
-    run_start_step, run_start = step, time.perf_counter()
+    metrics: dict[str, float] = {}
+    window = RateWindow(start_step=step)
     while step < tc.steps:
-        batch = next(data)
-        video = to_video(batch["frames"], device)  # (B, 100, 3, 64, 64)
-        image = video[:, 0]  # (B, 3, 64, 64): the input image is the first of the 100
-        wave = batch["wave"].to(device)  # (B, 176400), peak-normalised
-        spec = slot_spectrogram(wave, hop=mc.hop, n_fft=mc.n_fft)  # (B, 120, F)
-        B, T = video.shape[:2]
-
-        with autocast:
-            fake = g_train(image, spec, batch["start"].to(device))  # (B, 100, 3, 64, 64)
-        index = losses.frame_indices(batch=B, frames=T, count=tc.image_frames, generator=picks)  # (B, k)
-        starts = losses.window_starts(batch=B, frames=T, length=mc.video_frames, generator=picks)  # (B,)
-        real_frames = losses.take_frames(video, index)  # (B*k, 3, 64, 64)
-        fake_frames = losses.take_frames(fake, index)
-        real_clips = losses.take_windows(video, starts, length=mc.video_frames)  # (B, 3, 16, 64, 64)
-        fake_clips = losses.take_windows(fake, starts, length=mc.video_frames)
-
-        # D step: D_I and D_V maximise L on real vs detached generated frames
-        with autocast:
-            ri, fi, rv, fv = d_train(real_frames, fake_frames.detach(), real_clips, fake_clips.detach())
-            loss_di = losses.d_loss(ri.float(), fi.float(), kind=tc.loss)
-            loss_dv = losses.d_loss(rv.float(), fv.float(), kind=tc.loss)
-            loss_d = tc.lambda_image * loss_di + tc.lambda_video * loss_dv
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        # G step: SE and G minimise L with D frozen (plain modules: D's gradients here are not used)
-        discriminators.requires_grad_(False)
-        with autocast:
-            adv_i = losses.g_adv_loss(discriminators.image(fake_frames).float(), kind=tc.loss)
-            adv_v = losses.g_adv_loss(discriminators.video(fake_clips).float(), kind=tc.loss)
-            l1 = losses.l1_loss(fake.float(), video)
-            loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v + tc.lambda_l1 * l1
-            if tc.lambda_motion > 0:
-                loss_g = loss_g + tc.lambda_motion * losses.motion_l1_loss(fake.float(), video, image=image)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        discriminators.requires_grad_(True)
-        if ema is not None:
-            _ema_update(ema, generator, decay=tc.ema)
+        losses_now = train_step(nets, modules, next(data), config=config, device=device, step=step)
         step += 1
-        window_steps += 1
-
         final = step == tc.steps
-        metrics = {
-            name: value.item()
-            for name, value in (
-                ("loss_d", loss_d), ("loss_g", loss_g), ("d_image", loss_di), ("d_video", loss_dv),
-                ("adv_image", adv_i), ("adv_video", adv_v), ("l1", l1),
-            )
-        }
+        metrics = {name: value.item() for name, value in losses_now.items()}
         if step % tc.log_every == 0 or final:
-            elapsed = time.perf_counter() - window_start
-            rate = window_steps / elapsed if elapsed > 0 else 0.0
+            rate = window.rate(step)
             metrics.update(
                 steps_per_s=rate,
-                clips_per_s=rate * B * info.world,
+                clips_per_s=rate * tc.batch_size * info.world,
                 epoch=float(data.epoch),
                 skipped=float(len(data.skipped)),
             )
-            if info.is_main:
-                result = evaluate_fixed(ema or generator, fixed, config=config, device=device)
-                metrics.update(val_l1=result["l1"], val_l1_still=result["l1_still"])
-                line = {"step": step, **{k: round(v, 6) for k, v in metrics.items()}, "val_split": fixed["split"]}
-                with (out / "metrics.jsonl").open("a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-                for key, value in metrics.items():
-                    writer.add_scalar(f"train/{key}", value, step)
-                if step % tc.sample_every == 0 or final:
-                    write_samples(out, step=step, fixed=fixed, result=result)
-            window_start, window_steps = time.perf_counter(), 0
-        if step % tc.ckpt_every == 0 or final or (tc.snapshot_every and step % tc.snapshot_every == 0):
-            # every rank takes part in the gather; rank 0 writes
+            folder.log(
+                step, metrics, generator=nets.ema or nets.generator, device=device, sample=step % tc.sample_every == 0 or final
+            )
+        snapshot = bool(tc.snapshot_every) and step % tc.snapshot_every == 0
+        if step % tc.ckpt_every == 0 or final or snapshot:
+            # every rank takes part in the gathers; rank 0 writes
             positions = gather_rows(data.state(), info, device=device)
-            pick_states = [picks.get_state()]
-            if info.enabled:
-                gathered = [None] * info.world
-                torch.distributed.all_gather_object(gathered, picks.get_state())
-                pick_states = gathered
-            if info.is_main:
-                ckpt = {
-                    "step": step,
-                    "config": config.to_dict(),
-                    "generator": generator.state_dict(),
-                    "d_image": discriminators.image.state_dict(),
-                    "d_video": discriminators.video.state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "picks": pick_states,
-                        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
-                    },
-                    "data": positions,
-                }
-                if ema is not None:
-                    ckpt["generator_ema"] = ema.state_dict()
-                save_checkpoint(out / "checkpoints" / "latest.pt", ckpt)
-                if tc.snapshot_every and step % tc.snapshot_every == 0:
-                    save_checkpoint(out / "checkpoints" / f"step-{step:06d}.pt", ckpt)
-        last = metrics
+            picks = all_gather_objects(nets.picks.get_state(), info)
+            folder.save(nets.state(step=step, config=config, positions=positions, picks=picks, device=device), snapshot=snapshot)
         if on_step is not None and info.is_main:
-            done = step - run_start_step
-            spent = time.perf_counter() - run_start
-            metrics["eta_s"] = spent / done * (tc.steps - step) if done else math.nan
-            on_step(step, tc.steps, metrics)
+            on_step(step, tc.steps, {**metrics, "eta_s": window.eta(step, total=tc.steps)})
 
-    if writer is not None:
-        writer.close()
+    folder.close()
     for name in data.skipped:
-        log.warning("skipped malformed clip: %s", name)
-    return TrainResult(run_dir=out, step=step, metrics=last, skipped=list(data.skipped))
+        log.warning("skipped clip: %s", name)
+    return TrainResult(run_dir=out, step=step, metrics=metrics, skipped=list(data.skipped))
+
+
+def resume_from(state: dict[str, Any] | None, *, nets: Nets, data: TrainData, info: DistInfo, device: torch.device) -> int:
+    """Return the step to start from: 0 for a new run, else the checkpoint's, with nets and the data position restored."""
+    if state is None:
+        return 0
+    nets.restore(state, rank=info.rank, device=device)
+    positions = state["data"]
+    if positions.shape[0] == info.world:
+        data.load_state(positions[info.rank].tolist())
+    else:
+        log.warning("checkpoint has data positions of %d ranks, now %d: starting the next epoch", positions.shape[0], info.world)
+        data.load_state([0, int(positions[:, 1::2].max())])
+    return int(state["step"])
+
+
+class RateWindow:
+    """Steps per second since the last logged step, and the time left at the run's average rate."""
+
+    def __init__(self, *, start_step: int) -> None:
+        self.run_start, self.run_step = time.perf_counter(), start_step
+        self.window_start, self.window_step = self.run_start, start_step
+
+    def rate(self, step: int) -> float:
+        """Return steps/s since the last call (or the start), and start a new window."""
+        now = time.perf_counter()
+        elapsed = now - self.window_start
+        rate = (step - self.window_step) / elapsed if elapsed > 0 else 0.0
+        self.window_start, self.window_step = now, step
+        return rate
+
+    def eta(self, step: int, *, total: int) -> float:
+        """Return the seconds left at this run's average rate so far (NaN before the first step)."""
+        done = step - self.run_step
+        return (time.perf_counter() - self.run_start) / done * (total - step) if done else math.nan

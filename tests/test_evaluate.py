@@ -30,10 +30,10 @@ def save_tiny_checkpoint(path: Path, *, residual: bool, seed: int = 0) -> Path:
     return save_checkpoint(path, {"step": 0, "config": config.to_dict(), "generator": model.state_dict()})
 
 
-def flash_clip(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (frames (120, 286, 286, 3) uint8, audio (176400,)): a square flashes at each click."""
+def flash_clip(seed: int, *, first: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (frames (120, 286, 286, 3) uint8, audio (176400,)): a square flashes at each click (from frame `first` on)."""
     rng = np.random.default_rng(seed)
-    events = np.sort(rng.choice(np.arange(5, 115), size=6, replace=False))
+    events = np.sort(rng.choice(np.arange(first, 115), size=6, replace=False))
     audio = rng.normal(0, 1e-3, 120 * SPF).astype(np.float32)
     brightness = np.zeros(120)
     for k in events:
@@ -55,7 +55,9 @@ def manifest(tmp_path_factory) -> Path:
         mp4, flac = encode_clip(*flash_clip(i))
         key = f"clip{i:03d}"
         samples.append((key, {"mp4": mp4, "flac": flac, "json": b"{}"}))
-        rows.append({"clip_id": key, "shard": "shards/t-000000.tar", "key": key, "split": split, "sha256": clip_sha256(mp4, flac)})
+        rows.append(
+            {"clip_id": key, "shard": "shards/t-000000.tar", "key": key, "split": split, "sha256": clip_sha256(mp4, flac)}
+        )
     # truncated video bytes: a clip the decoder cannot read
     samples.append(("broken", {"mp4": samples[0][1]["mp4"][:500], "flac": samples[0][1]["flac"], "json": b"{}"}))
     rows.append({"clip_id": "broken", "shard": "shards/t-000000.tar", "key": "broken", "split": "test", "sha256": "0"})
@@ -91,12 +93,45 @@ def test_fvd_of_a_model_that_returns_the_input_image_is_the_still_images(identit
     assert "2 clips" in protocol["note"]
 
 
+def test_fvd_features_of_real_and_still_clips_are_kept_by_frame_hash(tmp_path, manifest):
+    ckpt = save_tiny_checkpoint(tmp_path / "c.pt", residual=False)
+    first = evaluate(checkpoint=ckpt, manifest=manifest, split="test", limit=1, fvd_cache=tmp_path / "fvd")
+    second = evaluate(checkpoint=ckpt, manifest=manifest, split="test", limit=1, fvd_cache=tmp_path / "fvd")
+    assert first["fvd"]["cached"] == 0 and second["fvd"]["cached"] == 2  # the real and the still clip's features
+    assert len(list((tmp_path / "fvd").glob("*.npy"))) == 2
+    assert second["model"]["fvd"] == first["model"]["fvd"] and second["still"]["fvd"] == first["still"]["fvd"]
+
+
 def test_a_model_that_returns_the_input_image_scores_exactly_like_still(identity_result):
     # an untrained residual G is the identity: it is the `still` baseline
     model, still = identity_result["model"], identity_result["still"]
     assert model["l1"] == pytest.approx(still["l1"], abs=1e-12) and model["l1"] > 0.01
     assert model["ssim"] == pytest.approx(still["ssim"], abs=1e-12)
     assert model["av_sync"] == still["av_sync"] == 0.0
+
+
+def test_motion_against_the_real_clip_is_one_for_real_and_zero_for_a_still_video(identity_result):
+    motion = identity_result["motion"]
+    assert motion["real"]["time"] == pytest.approx(1.0) and motion["real"]["place"] == pytest.approx(1.0)
+    for name in ("model", "still"):  # the identity model is the still image
+        assert motion[name]["time"] == 0.0 and motion[name]["place"] == 0.0 and motion[name]["amount"] == 0.0
+    assert identity_result["events"]["clips"] == 0  # the flashes start after frame 0
+    assert identity_result["events"]["model"]["ghost"] is None
+
+
+def test_a_clip_that_starts_mid_flash_gets_ghost_and_hole(tmp_path):
+    frames, audio = flash_clip(7, first=0)
+    frames[0, 90:200, 90:200] = 255  # frame 0 holds a flash at its brightest
+    mp4, flac = encode_clip(frames, audio)
+    write_shard(tmp_path / "shards" / "m-000000.tar", [("mid", {"mp4": mp4, "flac": flac, "json": b"{}"})])
+    row = {"clip_id": "mid", "shard": "shards/m-000000.tar", "key": "mid", "split": "test", "sha256": clip_sha256(mp4, flac)}
+    write_manifest(tmp_path / "m.csv", [row])
+    result = evaluate(checkpoint=save_tiny_checkpoint(tmp_path / "c.pt", residual=True), manifest=tmp_path / "m.csv", fvd=False)
+    events = result["events"]
+    assert events["clips"] == 1 and events["clip_ids"] == ["mid"]
+    # the identity model keeps the flash in every frame: all ghost, no hole, exactly as still
+    assert events["model"]["ghost"] == events["still"]["ghost"] > 0.1
+    assert events["model"]["hole"] == events["still"]["hole"] < 0.01
 
 
 def test_real_clips_move_with_their_sound_and_have_no_appearance_scores(identity_result):
@@ -131,7 +166,9 @@ def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split
 
     ckpt = save_tiny_checkpoint(tmp_path / "c.pt", residual=True)
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"])
+    result = runner.invoke(
+        app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json"), "--limit", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "av_sync" in result.output and "still" in result.output and "fvd" in result.output
     assert "1 clips is biased" in " ".join(result.output.split())
@@ -139,7 +176,10 @@ def test_cli_evaluate_prints_the_table_writes_json_and_exits_1_on_an_empty_split
     assert doc["clips"] == 1
     assert doc["model"]["fvd"] == pytest.approx(doc["still"]["fvd"], rel=1e-4) and doc["still"]["fvd"] > 1.0
     assert doc["real"]["fvd"] is None and doc["fvd"]["windows"] == 7
-    result = runner.invoke(app, ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "n.json"), "--limit", "1", "--no-fvd"])
+    result = runner.invoke(
+        app,
+        ["evaluate", str(manifest), "--checkpoint", str(ckpt), "--json", str(tmp_path / "n.json"), "--limit", "1", "--no-fvd"],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "n.json").read_text())
     assert doc["model"]["fvd"] is None and doc["fvd"] is None

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from s2vmodel import i3d
-from s2vmodel.fvd import clip_windows, fvd_note, frechet_distance, i3d_embeddings, preprocess
+from s2vmodel.fvd import clip_windows, frechet_distance, fvd_note, i3d_embeddings, preprocess
 
 REFERENCE = Path(__file__).parent / "data" / "i3d_reference.npz"
 
@@ -29,7 +29,9 @@ def test_the_torch_port_gives_the_jax_originals_logits_on_the_same_clips():
 
 
 def test_loading_the_weights_never_imports_jax():
-    code = "import sys; from s2vmodel.i3d import load_i3d; load_i3d(); assert 'jax' not in sys.modules and 'flax' not in sys.modules"
+    code = (
+        "import sys; from s2vmodel.i3d import load_i3d; load_i3d(); assert 'jax' not in sys.modules and 'flax' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -93,3 +93,56 @@ def test_av_align_matches_peaks_within_one_frame():
     shifted = np.concatenate([np.repeat(frames[:1], 10, axis=0), frames[:-10]])
     assert metrics.av_align(frames, audio) > 0.5
     assert metrics.av_align(frames, audio) > metrics.av_align(shifted, audio)
+
+
+def _square_video(*, positions: list[tuple[int, int] | None], size: int = 64) -> np.ndarray:
+    """Returns a grey video with a white 12x12 square at each frame's (y, x), or none."""
+    video = np.full((len(positions), size, size, 3), 60, np.uint8)
+    for t, pos in enumerate(positions):
+        if pos is not None:
+            video[t, pos[0] : pos[0] + 12, pos[1] : pos[1] + 12] = 255
+    return video
+
+
+def test_motion_against_the_real_clip_rewards_the_right_time_and_place_and_not_flicker():
+    rng = np.random.default_rng(0)
+    jumps = set(rng.choice(np.arange(3, 60), size=6, replace=False).tolist())
+    spot, other = (10, 10), (40, 40)
+    positions, place = [], spot
+    for t in range(64):
+        if t in jumps:  # the square jumps between two places at a few instants
+            place = other if place == spot else spot
+        positions.append(place)
+    real = _square_video(positions=positions)
+    assert metrics.motion_time(real, real) == pytest.approx(1.0)
+    assert metrics.motion_place(real, real) == pytest.approx(1.0)
+    still = np.repeat(real[:1], len(real), axis=0)
+    assert metrics.motion_time(still, real) == 0.0 and metrics.motion_place(still, real) == 0.0
+    # a whole-frame flicker at the very instants the square jumps: perfect timing, wrong place
+    flicker = still.copy()
+    for t in jumps:
+        flicker[t] = np.clip(flicker[t].astype(int) + 30, 0, 255).astype(np.uint8)
+    assert metrics.motion_time(flicker, real) > 0.8
+    assert metrics.motion_place(flicker, real) < 0.3
+    # the same jumps two places off in the frame and at other instants score low in both
+    shifted = _square_video(positions=[(p[0], p[1] + 2) for p in positions[7:] + positions[:7]])
+    assert metrics.motion_time(shifted, real) < 0.3
+    assert metrics.motion_amount(shifted, real) == pytest.approx(1.0, rel=0.05)
+
+
+def test_an_event_in_the_input_image_is_found_and_its_ghost_and_hole_are_told_apart():
+    # a burst at (20, 20) in frame 0 fades over 10 frames; the scene behind it is grey 60 (the clip's median)
+    real = _square_video(positions=[None] * 40)
+    for t in range(10):
+        real[t, 20:32, 20:32] = 60 + round(195 * (1 - t / 10))
+    assert metrics.holds_event(real) and not metrics.holds_event(_square_video(positions=[None] * 40))
+    mask, side = metrics.event_region(real)
+    assert mask.sum() == 144 and (side[mask] == 1).all()
+    still = np.repeat(real[:1], len(real), axis=0)
+    ghost, hole = metrics.event_errors(still, real)  # the burst never fades: ghost only
+    assert ghost > 0.5 and hole == 0.0
+    assert metrics.event_errors(real, real) == (0.0, 0.0)
+    holed = real.copy()
+    holed[1:, 20:32, 20:32] = 0  # gone at once and darker than the scene behind: a hole
+    ghost, hole = metrics.event_errors(holed, real)
+    assert ghost == 0.0 and hole > 0.2

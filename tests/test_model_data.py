@@ -12,9 +12,10 @@ import torch
 from s2vdata.manifest import clip_sha256, write_manifest
 from s2vdata.media import encode_clip
 from s2vdata.shards import write_shard
-from s2vmodel.cache import ClipCache, build_cache, cache_key
+from s2vmodel.cache import ClipCache, build_cache, cache_key, cache_size
+from s2vmodel.clipio import ClipError, DataError, load_clip_refs
 from s2vmodel.config import DataConfig
-from s2vmodel.data import ClipStream, DataError, TrainData, fixed_batch, load_clip_refs, sample_from_full
+from s2vmodel.data import ClipStream, TrainData, fixed_batch, sample_from_full
 
 SIZE, FRAMES, SPF = 286, 120, 1470
 
@@ -54,10 +55,22 @@ def make_dataset(folder: Path, *, clips: int, shards: int = 1, splits: list[str]
         key = f"clip{c:04d}"
         s = c % shards
         row = {
-            "clip_id": f"src{c}-0", "target": target, "source_id": f"src{c}", "origin": "synthetic", "start_s": 0.0,
-            "duration_s": 4.0, "frames": FRAMES, "fps": 30, "sample_rate": 44100, "size": SIZE,
-            "shard": f"shards/{target}-{s:06d}.tar", "key": key, "split": (splits or ["train"] * clips)[c],
-            "sha256": clip_sha256(mp4, flac), "license": "", "webpage_url": "",
+            "clip_id": f"src{c}-0",
+            "target": target,
+            "source_id": f"src{c}",
+            "origin": "synthetic",
+            "start_s": 0.0,
+            "duration_s": 4.0,
+            "frames": FRAMES,
+            "fps": 30,
+            "sample_rate": 44100,
+            "size": SIZE,
+            "shard": f"shards/{target}-{s:06d}.tar",
+            "key": key,
+            "split": (splits or ["train"] * clips)[c],
+            "sha256": clip_sha256(mp4, flac),
+            "license": "",
+            "webpage_url": "",
         }
         per_shard[s].append((key, {"mp4": mp4, "flac": flac, "json": json.dumps(row).encode()}))
         rows.append(row)
@@ -80,7 +93,8 @@ def frame_numbers(frames: torch.Tensor) -> np.ndarray:
 
 def test_sample_is_100_consecutive_frames_from_a_random_start_with_the_whole_sound():
     frames, audio = clap_clip(3)
-    data = DataConfig()
+    # the whole frame (no crop: the coded corner always survives; the crop has its own test below)
+    data = DataConfig(crop=286)
     starts = set()
     for s in range(30):
         sample = sample_from_full(frames, audio * 0.25, rng=np.random.default_rng(s), data=data)
@@ -90,10 +104,8 @@ def test_sample_is_100_consecutive_frames_from_a_random_start_with_the_whole_sou
         start = sample["start"]
         starts.add(start)
         assert 0 <= start <= 20
-        # the crop may cut the coded corner off; where it survives it reads start, start+1, ...
-        red = sample["frames"][:, 0, 0, 0].astype(int)
-        if red[0] == 2 * start and red[1] == 2 * start + 2:
-            assert np.array_equal(np.round(red / 2), np.arange(start, start + 100))
+        # the red corner codes the frame index (+-2 after H.264's chroma coding)
+        assert np.abs(frame_numbers(torch.from_numpy(sample["frames"])) - np.arange(start, start + 100)).max() <= 2
     assert len(starts) > 5
 
 
@@ -151,19 +163,30 @@ def test_cache_holds_every_clip_at_72_px_and_feeds_the_same_clips(dataset, tmp_p
     refs = load_clip_refs([dataset], split="train")
     folder = tmp_path / "cache" / cache_key([dataset], split="train")
     cache = build_cache(refs, folder=folder)
-    assert cache.frames.shape == (4, 120, 72, 72, 3) and all(cache.ok)
-    assert np.abs(cache.audio[0].astype(np.float32) / 32768).max() > 0.5
+    assert cache.frames.shape == (4, 120, 72, 72, 3) and all(cache.ok) and cache.failed == []
+    frames, audio = cache.clip(0)
+    assert frames.shape == (120, 72, 72, 3) and audio.dtype == np.float32 and np.abs(audio).max() > 0.5
     assert build_cache(refs, folder=folder).folder == folder  # complete: opened, not rebuilt
     stream = ClipStream(refs, data=DataConfig(), batch_size=2, seed=0, cache=ClipCache(folder))
     batches = collect(TrainData(stream, workers=0), 2)
     assert sorted(k for b in batches for k in b) == sorted(cache.names)
     batch = next(TrainData(stream, workers=0))
     assert batch["frames"].shape == (2, 100, 64, 64, 3)
-    # the decoded frames keep the clip's timeline: consecutive frame numbers from `start`
+
+
+def test_cached_frames_keep_the_clip_timeline(dataset, tmp_path):
+    # cached at 64 px (the whole frame, crop 286): the 64 px crop is the whole cached frame, so the coded corner survives
+    refs = load_clip_refs([dataset], split="train")
+    size = cache_size(crop=286)
+    assert size == 64
+    cache = build_cache(refs, folder=tmp_path / "c64", size=size)
+    batch = next(TrainData(ClipStream(refs, data=DataConfig(crop=286), batch_size=2, seed=0, cache=cache), workers=0))
     for b in range(2):
-        numbers = frame_numbers(batch["frames"][b])
-        if numbers[0] == int(batch["start"][b]):
-            assert np.array_equal(numbers, np.arange(numbers[0], numbers[0] + 100))
+        start = int(batch["start"][b])
+        frames, _ = cache.clip(cache.names.index(batch["keys"][b]))
+        assert np.array_equal(batch["frames"][b].numpy(), frames[start : start + 100])
+        # and those are the clip's frames start, start + 1, ... (the red corner codes the index, +-2 after chroma coding)
+        assert np.abs(frame_numbers(batch["frames"][b]) - np.arange(start, start + 100)).max() <= 2
 
 
 def test_cache_key_changes_with_the_manifest(dataset, tmp_path):
@@ -190,4 +213,42 @@ def test_malformed_clip_is_named_skipped_and_counted(tmp_path):
     keys = [k for b in collect(data, 2) for k in b]
     assert "src1-0" not in " ".join(keys)
     assert len(data.skipped) == 1 and "src1-0" in data.skipped[0]
+    collect(data, 4)  # two more epochs meet it again: still one skipped clip
+    assert len(data.skipped) == 1
     assert fixed_batch(refs, data=DataConfig(), count=3, seed=0)["frames"].shape[0] == 2
+    # the cache keeps the clip's slot and reason; the trainer skips and counts it just the same
+    cache = build_cache(refs, folder=tmp_path / "cache")
+    assert cache.ok == [True, False, True] and len(cache.failed) == 1 and "src1-0" in cache.failed[0]
+    with pytest.raises(ClipError, match="src1-0"):
+        cache.clip(1)
+    data = TrainData(ClipStream(refs, data=DataConfig(), batch_size=1, seed=0, cache=cache), workers=0)
+    keys = [k for b in collect(data, 4) for k in b]
+    assert "src1-0" not in " ".join(keys) and len(keys) == 4
+    assert data.skipped == cache.failed
+
+
+def test_a_damaged_shard_costs_its_clips_only(tmp_path):
+    manifest = make_dataset(tmp_path, clips=4, shards=2)
+    shard = tmp_path / "shards" / "hand-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])  # cut inside its first clip
+    refs = load_clip_refs([manifest], split="train")
+    data = TrainData(ClipStream(refs, data=DataConfig(cache=""), batch_size=1, seed=0), workers=0)
+    keys = [k for b in collect(data, 2) for k in b]
+    assert all("hand-000000.tar" in k for k in keys)
+    assert data.skipped == ["hand-000001.tar"]
+    cache = build_cache(refs, folder=tmp_path / "cache")
+    assert cache.ok == [True, False, True, False]
+
+
+def test_a_csv_that_is_not_a_manifest_is_named_in_one_line(tmp_path):
+    other = tmp_path / "sources.csv"
+    other.write_text("source_id,path\na,b.mp4\n")
+    with pytest.raises(DataError) as err:
+        load_clip_refs([other], split="train")
+    assert str(other) in str(err.value) and "not an s2v manifest" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DataError, match="cannot read it as a manifest"):
+        load_clip_refs([tmp_path], split="train")
+    binary = tmp_path / "x.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match="x.csv"):
+        load_clip_refs([binary], split="train")

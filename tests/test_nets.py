@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,82 @@ def test_load_generator_rejects_missing_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an s2v checkpoint"):
         load_generator(tmp_path / "other.pt")
+    (tmp_path / "notes.pt").write_text("not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="notes.pt: cannot read it as a checkpoint") as err:
+        load_generator(tmp_path / "notes.pt")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["atanh", "linear", "blend"])
+def test_an_untrained_residual_generator_returns_its_base_in_every_mode(mode):
+    from s2vmodel.generate import to_uint8
+
+    model = S2VGenerator(tiny_model_config(residual=True, residual_mode=mode))
+    image = torch.randint(0, 256, (2, 3, 64, 64)) / 127.5 - 1  # pictures: whole uint8 levels
+    video = model(image, torch.rand(2, 5, 736))
+    # blend keeps a share of 3e-4 of grey: the same pixels as the input image once in uint8, a hair off in floats
+    assert torch.allclose(video, image[:, None].expand_as(video).clamp(-0.999, 0.999), atol=1e-5 if mode != "blend" else 7e-4)
+    for b in range(2):
+        assert np.array_equal(to_uint8(video[b]), np.repeat(to_uint8(image[b : b + 1]), 5, axis=0))
+
+
+def test_blend_paints_content_over_its_share():
+    from s2vmodel.nets import UNetGenerator
+
+    g = UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, residual_mode="blend")
+    assert g.out.out_channels == 4  # content (3) and its share (1)
+    base = torch.tensor([0.98, -0.6, 0.2, 0.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    out = torch.zeros(1, 4, 2, 2)
+    out[:, :3] = 0.5  # content tanh(0.5) everywhere
+    out[0, 3] = torch.tensor([[30.0, 30.0], [-30.0, 0.0]])  # share 1, 1, 0 and 1/2
+    frame = g._compose(out, base=base)
+    content = math.tanh(0.5)
+    assert torch.allclose(frame[0, :, 0, 0], torch.full((3,), content))  # a bright burst replaced whole: no ring, no hole
+    assert torch.allclose(frame[0, :, 0, 1], torch.full((3,), content))
+    assert torch.allclose(frame[0, :, 1, 0], base[0, :, 1, 0])  # share 0: the base
+    assert torch.allclose(frame[0, :, 1, 1], torch.full((3,), 0.5 * content))
+    with pytest.raises(ValueError, match="unknown residual mode"):
+        UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, residual_mode="sigmoid")
+
+
+def test_with_the_previous_frame_each_frame_follows_its_predecessor():
+    model = S2VGenerator(tiny_model_config(residual=True, residual_mode="linear", previous_frame=True)).eval()
+    assert model.generator.down[0][0].in_channels == 6
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    feats = torch.rand(1, 6, 16)
+    with torch.no_grad():
+        for p in model.generator.out.parameters():  # a G that adds a constant to the previous frame
+            p.zero_()
+        model.generator.out.bias.fill_(0.01)
+        video = model.generate_frames(image, feats)
+        # frame t = (clamped) frame t - 1 + 0.01, from the input image on
+        frame, expected = image, []
+        for _ in range(6):
+            frame = frame.clamp(-0.999, 0.999) + 0.01
+            expected.append(frame)
+        assert torch.allclose(video, torch.stack(expected, 1), atol=1e-5)
+        # generating in two chunks, the second going on from the first's last frame, is the same
+        first = model.generate_frames(image, feats[:, :4])
+        assert torch.allclose(torch.cat([first, model.generate_frames(image, feats[:, 4:], first[:, -1])], 1), video, atol=1e-6)
+
+
+def test_teacher_forcing_gives_each_frame_the_real_one_before_it():
+    from s2vmodel.train import TrainGenerator
+
+    model = S2VGenerator(tiny_model_config(residual=True, residual_mode="linear", previous_frame=True)).eval()
+    with torch.no_grad():
+        model.generator.out.weight.zero_()
+        model.generator.out.bias.zero_()  # G returns its base: the predecessor it is given
+    train_g = TrainGenerator(model, frames=5)
+    video = torch.rand(1, 5, 3, 64, 64) * 1.8 - 0.9
+    image, spec, start = video[:, 0], torch.rand(1, 120, 736), torch.tensor([3])
+    with torch.no_grad():
+        out, content = train_g(image, spec, start, video)
+        assert content is None  # linear residual: no blend content
+        assert torch.allclose(out[:, 0], image, atol=1e-6)  # frame 0's predecessor is the input image
+        assert torch.allclose(out[:, 1:], video[:, :-1], atol=1e-6)  # frame t's is the real frame t - 1
+        own = torch.tensor([[False, False, True, False, False]])
+        mixed, _ = train_g(image, spec, start, video, own)
+        # frame 2 gets G's own guess of frame 1, which (G copying its base) is the real frame 0
+        assert torch.allclose(mixed[:, 2], video[:, 0], atol=1e-6)
+        assert torch.allclose(mixed[:, 3], video[:, 2], atol=1e-6)

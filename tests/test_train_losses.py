@@ -35,6 +35,26 @@ def test_motion_l1_counts_only_pixels_that_move():
     assert float(losses.motion_l1_loss(real, real, image=image)) == 0.0
     assert float(losses.motion_l1_loss(wrong_elsewhere, real, image=image)) == 0.0
     assert float(losses.motion_l1_loss(still, real, image=image)) > 0.9  # the still image misses all the motion
+    # symmetric: motion made up where nothing moved costs as much as motion missed where something did
+    assert float(losses.motion_l1_loss(real, real, image=image, symmetric=True)) == 0.0
+    # 2 made-up pixel errors over 3 moving pixels (1 real, 2 made up) in all: 2/3 of the weighted L1
+    assert float(losses.motion_l1_loss(wrong_elsewhere, real, image=image, symmetric=True)) == pytest.approx(
+        2 / 3, rel=0.02
+    )  # (eps in the normaliser)
+    assert float(losses.motion_l1_loss(still, real, image=image, symmetric=True)) > 0.9
+    fake = wrong_elsewhere.clone().requires_grad_(True)
+    losses.motion_l1_loss(fake, real, image=image, symmetric=True).backward()
+    assert float(fake.grad[0, 0, 0, 3, 3]) > 0  # the made-up pixel is pushed back towards the image
+
+
+def test_temporal_l1_compares_changes_not_frames():
+    real = torch.zeros(1, 4, 3, 2, 2)
+    real[0, 2:] = 0.5  # one change, between frames 1 and 2
+    assert float(losses.temporal_l1_loss(real + 0.3, real)) == 0.0  # an offset that holds still costs nothing here
+    shimmer = real.clone()
+    shimmer[0, 1] += 0.1  # up and down again where the real clip holds still
+    assert float(losses.temporal_l1_loss(shimmer, real)) == pytest.approx(0.2 / 3)
+    assert float(losses.temporal_l1_loss(real[:, :1].expand_as(real), real)) == pytest.approx(0.5 / 3)  # the change missed
 
 
 def test_frames_and_windows_pick_the_same_places_in_real_and_fake():

@@ -7,12 +7,18 @@ whole B*T batch in one call. The sound feature modulates the decoder (FiLM: per-
 and shift after normalisation) on `sound_levels` levels from the bottleneck up; modulating
 after the normalisation matters: a spatially constant sound map concatenated before an
 instance norm would be subtracted out again.
+
+With `previous`, the encoder also sees the frame before each frame (the paper's recursive
+extension): it then runs once per frame on (image, previous frame), 6 channels, and a
+residual output is a change of the previous frame instead of the input image.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+BLEND_START = -8.0  # the share logit of an untrained blend G
 
 
 def _norm2d(kind: str, channels: int) -> nn.Module:
@@ -54,14 +60,20 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         sound_levels: int = 1,
         residual: bool = False,
+        residual_mode: str = "atanh",
+        previous: bool = False,
         channels: int = 3,
     ) -> None:
         super().__init__()
+        if residual_mode not in ("atanh", "linear", "blend"):
+            raise ValueError(f"unknown residual mode {residual_mode!r}: use atanh, linear or blend")
         self.residual = residual
+        self.residual_mode = residual_mode
+        self.previous = previous
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
-            inp = channels if i == 0 else widths[i - 1]
+            inp = (2 * channels if previous else channels) if i == 0 else widths[i - 1]
             layers: list[nn.Module] = [nn.Conv2d(inp, width, 4, stride=2, padding=1)]
             if i > 0:
                 layers.append(_norm2d(norm, width))
@@ -81,23 +93,45 @@ class UNetGenerator(nn.Module):
             # level j's FiLM acts on the map that enters decoder step j (the bottleneck for j = 0)
             width = widths[depth - 1 - j]
             self.film.append(FiLM(feat_dim=feat_dim, channels=width))
-        self.out = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], channels, 4, stride=2, padding=1)
+        # blend: 3 channels of new content and 1 of its share; otherwise the frame (or its change)
+        out_channels = channels + 1 if residual and residual_mode == "blend" else channels
+        self.out = nn.ConvTranspose2d(2 * widths[0] if depth > 1 else widths[0], out_channels, 4, stride=2, padding=1)
         if residual:
             # a zero last layer makes the untrained G return the input image itself
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+            if residual_mode == "blend":
+                # share sigmoid(-8) = 3e-4 of grey content: within 0.09 of a uint8 level of the input, so an untrained G
+                # returns the input image's pixels; unlike a share of exactly 0, every pixel gets gradients from the start
+                nn.init.constant_(self.out.bias[-1:], BLEND_START)
 
-    def forward(self, image: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """Return (B, T, 3, H, W) frames for image (B, 3, H, W) and feats (B, T, D)."""
+    def forward(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them."""
+        return self.frames_and_content(image, feats, previous)[0]
+
+    def frames_and_content(
+        self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (frames, the blend's content (B, T, 3, H, W) or None in the other modes); see forward."""
         B, T, D = feats.shape
+        if self.previous:
+            if previous is None:
+                raise ValueError("this generator also sees the previous frame: pass `previous` (B, T, 3, H, W)")
+            base = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
+            x = torch.cat([image.unsqueeze(1).expand_as(previous).reshape_as(base), base], dim=1)  # (B*T, 6, H, W)
+            per_clip = 1  # encoder maps are already per frame
+        else:
+            base, x, per_clip = image, image, T
         skips = []
-        x = image
         for block in self.down:
             x = block(x)
-            skips.append(x)  # (B, C_i, H / 2**(i+1), W / 2**(i+1))
+            skips.append(x)  # (B*T/per_clip, C_i, H / 2**(i+1), W / 2**(i+1))
         feat = feats.reshape(B * T, D)  # (B*T, D)
 
         def repeat(t: torch.Tensor) -> torch.Tensor:
+            # per-clip maps to per-frame maps (the clip's T frames share them)
+            if per_clip == 1:
+                return t
             return t.unsqueeze(1).expand(B, T, *t.shape[1:]).reshape(B * T, *t.shape[1:])  # (B*T, ...)
 
         x = repeat(skips[-1])  # (B*T, C, h, w) bottleneck
@@ -112,10 +146,23 @@ class UNetGenerator(nn.Module):
             x = torch.relu(self.up_norm[j](self.up[j](x)))
         if depth > 1:
             x = torch.cat([x, repeat(skips[0])], dim=1)
-        x = self.out(x)  # (B*T, 3, H, W)
-        if self.residual:
-            base = repeat(image).clamp(-0.999, 0.999)
-            x = torch.tanh(torch.atanh(base) + x)
-        else:
-            x = torch.tanh(x)
-        return x.reshape(B, T, *x.shape[1:])  # (B, T, 3, H, W)
+        x = self.out(x)  # (B*T, 3 or 4, H, W)
+        frames = self._compose(x, base=repeat(base)).reshape(B, T, -1, *x.shape[2:])  # (B, T, 3, H, W)
+        blend = self.residual and self.residual_mode == "blend"
+        return frames, torch.tanh(x[:, :-1]).reshape_as(frames) if blend else None
+
+    def _compose(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
+        """Return frames from the last layer's output: tanh(out), or a change of `base` (atanh, linear or blend)."""
+        if not self.residual:
+            return torch.tanh(out)
+        # the clamp keeps atanh finite; the other modes clamp too, so an untrained G is the same in every mode
+        base = base.clamp(-0.999, 0.999)
+        if self.residual_mode == "atanh":
+            return torch.tanh(torch.atanh(base) + out)
+        if self.residual_mode == "linear":
+            return base + out
+        # blend (after GANimation's attention mask): new content tanh(c) takes a share sigmoid(s) of each pixel. Where an
+        # event in the base must go, a sloppy share shows the content painted there (the scene behind it), not the black
+        # or white ring that a large offset spilling past the event leaves with atanh or linear.
+        content, share = torch.tanh(out[:, :-1]), torch.sigmoid(out[:, -1:])
+        return base + share * (content - base)
