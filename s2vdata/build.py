@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from s2vdata import __version__
+from s2vdata.checks import speech
 from s2vdata.commit import commit, read_records, shard_folder
 from s2vdata.config import BuildSettings
 from s2vdata.executors import run_jobs
@@ -124,6 +125,8 @@ def build(
     stride_slots(settings)
     data, manifests = Location(data_dir, options=storage), Location(manifests_dir, options=storage)
     work_jobs, sources, rejects = plan_jobs(target=target, data_dir=data, settings=settings)
+    # every window is judged for speech: a missing voice model stops the build here, not in every worker
+    speech.ensure_model()
     report = BuildReport(target=target.name, sources=len(sources))
     if on_start:
         on_start(len(work_jobs))

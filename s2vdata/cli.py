@@ -41,12 +41,6 @@ def _where(url: str, options: Optional[List[str]]):
     return loc
 
 
-def _local_only(value: Path, option: str, command: str) -> None:
-    """Exits 2 when a command that works on local folders only is given a URL (never a local folder named `s3:`)."""
-    if "://" in str(value) or str(value).startswith(("s3:", "gs:")):
-        raise _fail(f"{option} {value}: `{command}` works on a local folder for now; run it where the data is copied", 2)
-
-
 def _target(name: str, targets_file: Optional[Path]):
     from s2vdata.targets import get_target
 

@@ -2,7 +2,7 @@
 
 The paper (section 2.1) takes an STFT over F_I/F_S seconds of sound per frame, so there is
 one spectrogram column per frame slot: column t is the magnitude spectrum of samples
-[1470*t, 1470*(t+1)), the samples that DESIGN section 4 pairs with frame t.
+[1470*t, 1470*(t+1)), the samples that docs/design.md section 4 pairs with frame t.
 
 Choices made here (the paper does not state them):
 - rectangular window over exactly the slot's samples (no centring, no overlap), so a click

@@ -1,6 +1,6 @@
 """Checkpoints: plain dicts of state dicts, settings as plain values, RNG states as tensors.
 
-Layout (DESIGN section 8), every value loadable with torch.load(..., weights_only=True):
+Layout (docs/design.md section 8), every value loadable with torch.load(..., weights_only=True):
     step            int, optimisation steps completed
     config          the run's Config as nested plain dicts
     generator       S2VGenerator state dict (SE + G)

@@ -380,7 +380,7 @@ def evaluate_fixed(generator: S2VGenerator, fixed: dict, *, config: Config, devi
 
 
 class RunFolder:
-    """Rank 0's outputs: config.json, metrics.jsonl, TensorBoard events, samples and checkpoints (DESIGN section 8)."""
+    """Rank 0's outputs: config.json, metrics.jsonl, TensorBoard events, samples and checkpoints (docs/design.md section 8)."""
 
     def __init__(self, out: Path, *, config: Config, step: int, fixed: dict) -> None:
         self.out = out
@@ -492,7 +492,7 @@ def train(
     on_cache: Callable[[int, int], None] | None = None,
     on_cost: Callable[[RunCost], None] | None = None,
 ) -> TrainResult:
-    """Return the result of training config on the manifests' clips into run folder `out` (DESIGN section 8).
+    """Return the result of training config on the manifests' clips into run folder `out` (docs/design.md section 8).
 
     on_cache(done, total) reports the cache build, on_cost(RunCost) what the run will cost
     (measured only when given), on_step(step, total, metrics) every step on rank 0.

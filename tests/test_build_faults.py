@@ -207,3 +207,17 @@ def test_ingest_exits_1_when_every_file_failed(tmp_path):
     (tmp_path / "empty").mkdir()
     res = run("ingest", str(tmp_path / "empty"), "--target", "hand", cwd=tmp_path)
     assert res.exit_code == 2 and "no video files" in res.output
+
+
+def test_a_build_without_the_voice_model_stops_at_once_with_the_install_command(tmp_path, monkeypatch):
+    """silero-vad absent: exit 2 before any source is measured, naming the pip command; nothing is written."""
+    from s2vdata.checks import speech
+
+    _setup(tmp_path, 1)
+    real_find_spec = speech.importlib.util.find_spec
+    monkeypatch.setattr(speech, "_MODEL", None)
+    monkeypatch.setattr(speech.importlib.util, "find_spec", lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a))
+    res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "silero-vad" in res.output and "pip install" in res.output
+    assert not (tmp_path / "data" / "work").exists() and not (tmp_path / "manifests" / "lenient.csv").exists()

@@ -3,7 +3,7 @@
 Everything here is numpy + cv2 and works for any frame size and any number of
 frames: `build` runs it on 286x286 source windows and `s2vmodel.evaluate` on
 64x64 generated videos. Slot i of every curve is frame i, which pairs with
-audio samples [hop*i, hop*(i+1)) (DESIGN section 4).
+audio samples [hop*i, hop*(i+1)) (docs/design.md section 4).
 """
 
 from __future__ import annotations
