@@ -231,7 +231,7 @@ class Embeddings:
 def evaluate(
     *,
     checkpoint: Path,
-    manifest: Path,
+    manifest: Path | str,
     split: str = "test",
     strips_dir: Path | None = None,
     strips: int = 4,
@@ -257,7 +257,7 @@ def evaluate(
     if fvd:
         load_i3d()  # fail before generating anything when the I3D weights are not installed
     model, config = load_generator(checkpoint, map_location=device)
-    refs = load_clip_refs([Path(manifest)], split=split)
+    refs = load_clip_refs([manifest], split=split)
     if limit > 0:
         refs = refs[:limit]
     per_clip: list[dict] = []

@@ -158,7 +158,7 @@ def resumed_config(saved: Config, asked: Config) -> Config:
 
 
 def prepare_data(
-    manifests: list[Path], *, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None = None
+    manifests: list[Path | str], *, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None = None
 ) -> tuple[TrainData, dict]:
     """Return (the rank's endless batch iterator, the fixed metrics batch: val clips, else train clips; empty off rank 0)."""
     refs = load_clip_refs(manifests, split=config.data.split)
@@ -185,7 +185,7 @@ def prepare_data(
 
 
 def open_cache(
-    manifests: list[Path], *, refs: list, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None
+    manifests: list[Path | str], *, refs: list, config: Config, info: DistInfo, progress: Callable[[int, int], None] | None
 ) -> ClipCache:
     """Return the decoded cache of refs: rank 0 builds it when missing, the other ranks wait and open it."""
     size = cache_size(crop=config.data.crop)
@@ -483,7 +483,7 @@ def estimate_cost(config: Config, *, device: torch.device, step: int) -> RunCost
 
 
 def train(
-    manifests: list[Path],
+    manifests: list[Path | str],
     *,
     out: Path,
     config: Config,
@@ -519,7 +519,7 @@ def train(
 
 
 def _run(
-    manifests: list[Path],
+    manifests: list[Path | str],
     *,
     out: Path,
     config: Config,

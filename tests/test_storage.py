@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -134,6 +135,21 @@ def test_a_build_in_a_bucket_equals_a_local_build(s3, sources, local_build):
         assert fs.cat_file(key) == (local_build / "manifests" / shard).read_bytes()
     res = run("verify", "--target", "lenient", "--manifests", "s3://one/manifests", cwd=sources)
     assert res.exit_code == 0 and "0 problems" in res.output, res.output
+    # the trainer reads the bucket's manifest and shards (through the clip API) and caches them locally
+    from s2vmodel.cli import app as model_app
+
+    out = sources / "run-from-bucket"
+    args = ["train", "s3://one/manifests/lenient.csv", "--out", str(out), "--preset", "tiny", "--steps", "2", "--split", "train",
+            "--workers", "0", "--cache", str(sources / "model-cache"), "--set", "model.se_hidden=8", "--set", "model.ndf=8",
+            "--set", "data.frames=16", "--set", "data.val_clips=1", "--set", "train.threads=1"]
+    res = runner.invoke(model_app, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    import torch
+
+    assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["step"] == 2
+    n_train = int((pd.read_csv(io.StringIO(fs.cat_file("one/manifests/lenient.csv").decode()), dtype=str)["split"] == "train").sum())
+    index = json.loads(next((sources / "model-cache").glob("*/index.json")).read_text())
+    assert len(index["names"]) == n_train and not index["errors"], "the cache holds every train clip of the bucket's manifest"
     # a rebuild redoes nothing
     res = run(
         "build",
@@ -148,8 +164,6 @@ def test_a_build_in_a_bucket_equals_a_local_build(s3, sources, local_build):
         cwd=sources,
     )
     assert res.exit_code == 0 and "clips cut this run" in res.output
-    import json
-
     counts = json.loads(fs.cat_file("one/manifests/lenient.build.json"))["counts"]
     assert counts["cut_this_run"] == 0 and counts["shards_written"] == 0
 
