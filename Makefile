@@ -31,7 +31,11 @@ browser: setup
 demo: setup
 	bash scripts/demo.sh $(abspath $(BIN)) $(WORK)
 
+# the linter and formatter (ruff, pinned: its formatting changes between versions) before the tests;
+# the import contracts run inside the suite (tests/test_imports.py)
 test: setup browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/python -m pytest -q
 
 clean:

@@ -295,13 +295,13 @@ def speed(name: str, sources: list[Path], out: Path, *, jobs: int, repeats: int)
     return result
 
 
-def memory(out: Path, *, hours: float) -> dict:
+def memory(out: Path, *, hours: float, rates: tuple[int, ...] = (48_000, 44_100, 22_050)) -> dict:
     """Returns the peak memory of one-source builds (--jobs 1), short against long, at three sample rates."""
     d = out / "memory"
     d.mkdir(parents=True, exist_ok=True)
     result = {}
     lengths = [("1min", 60.0), ("12min", 720.0)] + ([(f"{hours:g}h", hours * 3600.0)] if hours else [])
-    for rate in (48_000, 44_100, 22_050):
+    for rate in rates:
         for name, seconds in lengths:
             src = d / f"{name}-{rate}.mp4"
             lavfi_source(src, seconds=seconds, size="1280x720", rate="30", audio_rate=rate)
@@ -326,6 +326,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="alternate bare decode and build this many times; best of each")
     ap.add_argument("--hours", type=float, default=0.0, help="memory: also a source this many hours long")
+    ap.add_argument("--rates", default="48000,44100,22050", help="memory: the sound's sample rates, comma-separated")
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -344,7 +345,10 @@ def main() -> None:
             scene_source(p, seconds=60, width=1280, height=720, seed=i)
         info.update(speed("uniform", sources, out, jobs=args.jobs, repeats=args.repeats))
     else:
-        info.update(memory(out, hours=args.hours))
+        rates = tuple(int(r) for r in args.rates.split(","))
+        # a run of some rates keeps the other rates' earlier results (each entry has its own load; the date is this run's)
+        old = out / "memory.json"
+        info = {**(json.loads(old.read_text()) if old.exists() else {}), **info, **memory(out, hours=args.hours, rates=rates)}
     print(json.dumps(info, indent=2))
     (out / f"{args.what}.json").write_text(json.dumps(info, indent=2))
 

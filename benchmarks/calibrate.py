@@ -88,7 +88,13 @@ def _label(scene, start_s: float, *, defect: str | None) -> str:
     end_s = start_s + CLIP.seconds
     if defect == "cut":
         cut_s = (scene.n_frames // 2) / scene.fps
-        return "bad" if start_s + 1 / CLIP.fps < cut_s < end_s - 1 / CLIP.fps else "good" if _has_event(scene, start_s, end_s) else "empty"
+        return (
+            "bad"
+            if start_s + 1 / CLIP.fps < cut_s < end_s - 1 / CLIP.fps
+            else "good"
+            if _has_event(scene, start_s, end_s)
+            else "empty"
+        )
     if defect is not None:
         return "bad"
     return "good" if _has_event(scene, start_s, end_s) else "empty"
@@ -114,7 +120,7 @@ def _windows_file(scene, folder: Path, name: str):
 
     path = folder / f"{name}.mp4"
     write_video(path, scene.frames(), scene.audio, fps=scene.fps, sample_rate=scene.sample_rate)
-    n, spf = CLIP.frames, CLIP.samples_per_frame
+    n = CLIP.frames
     frames, audio, start = [], [], None
     with GridReader(path) as reader:
         for slot in reader.slots():
@@ -145,8 +151,18 @@ def burst_render(*, seed: list[int], fps: float, width: int, height: int, bursts
         for i in pick:
             yield cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
 
-    return Scene(frames=gen, audio=audio, fps=fps, sample_rate=HOP * 30, width=width, height=height,
-                 events_s=[k / 30 for k in at], motion_events_s=[k / 30 for k in at], n_frames=n_out, target="fireworks")
+    return Scene(
+        frames=gen,
+        audio=audio,
+        fps=fps,
+        sample_rate=HOP * 30,
+        width=width,
+        height=height,
+        events_s=[k / 30 for k in at],
+        motion_events_s=[k / 30 for k in at],
+        n_frames=n_out,
+        target="fireworks",
+    )
 
 
 def with_bed(scene, *, kind: str, level_db: float, recordings: str, seed: list[int]):
@@ -168,25 +184,46 @@ def measure_scene(task: dict) -> list[dict]:
     from s2vdata import synth
 
     t = task
-    fps, size = (30.0, (320, 320)) if t["path"] == "memory" else (RATES[t["variant"] % len(RATES)], SIZES[t["variant"] % len(SIZES)])
+    fps, size = (
+        (30.0, (320, 320)) if t["path"] == "memory" else (RATES[t["variant"] % len(RATES)], SIZES[t["variant"] % len(SIZES)])
+    )
     bed_kind = BED_KINDS.get(t["defect"] or "")
     if t.get("scene") == "burst":
         scene = burst_render(seed=[t["base"], t["seed"]], fps=fps, width=size[0], height=size[1], bursts=1 + t["seed"] % 3)
     else:
-        scene = synth.render(t["target"], seed=[t["base"], t["seed"]], seconds=SECONDS, fps=fps, width=size[0], height=size[1],
-                             defect=None if bed_kind else t["defect"], strength=None if bed_kind else t["strength"])
+        scene = synth.render(
+            t["target"],
+            seed=[t["base"], t["seed"]],
+            seconds=SECONDS,
+            fps=fps,
+            width=size[0],
+            height=size[1],
+            defect=None if bed_kind else t["defect"],
+            strength=None if bed_kind else t["strength"],
+        )
     bed_name = ""
     if bed_kind:
-        scene, bed_name = with_bed(scene, kind=bed_kind, level_db=t["strength"], recordings=t["recordings"], seed=[t["base"], t["seed"]])
+        scene, bed_name = with_bed(
+            scene, kind=bed_kind, level_db=t["strength"], recordings=t["recordings"], seed=[t["base"], t["seed"]]
+        )
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         windows = _windows_memory(scene) if t["path"] == "memory" else _windows_file(scene, Path(tmp), "scene")
         for start_s, frames, audio in windows:
             t0 = time.process_time()
             m = measure_window(frames, audio)
-            out.append({**t, "fps": fps, "size": list(size), "start_s": start_s, "bed": bed_name,
-                        "label": _label(scene, start_s, defect=t["defect"]), "scores": m["scores"],
-                        "cpu_s": time.process_time() - t0})
+            out.append(
+                {
+                    **t,
+                    "fps": fps,
+                    "size": list(size),
+                    "start_s": start_s,
+                    "bed": bed_name,
+                    "label": _label(scene, start_s, defect=t["defect"]),
+                    "scores": m["scores"],
+                    "cpu_s": time.process_time() - t0,
+                }
+            )
     return out
 
 
@@ -198,8 +235,14 @@ def tasks(*, seeds: int, file_seeds: int, base: int = 7, recordings: str = "tune
             for strength in strengths:
                 n = seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
                 nf = file_seeds * (CLEAN_SEEDS_FACTOR if defect is None else 1)
-                common = {"target": target, "defect": defect, "strength": strength, "base": base, "recordings": recordings,
-                          "scene": "synth"}
+                common = {
+                    "target": target,
+                    "defect": defect,
+                    "strength": strength,
+                    "base": base,
+                    "recordings": recordings,
+                    "scene": "synth",
+                }
                 for s in range(n):
                     out.append({**common, "seed": s, "path": "memory", "variant": s})
                 for s in range(nf):
@@ -207,8 +250,14 @@ def tasks(*, seeds: int, file_seeds: int, base: int = 7, recordings: str = "tune
     # fireworks as fixed-camera night skies with short bursts: clean, and under recorded beds
     for defect, strengths in [(None, [None]), ("music bed", [-20.0, -10.0]), ("speech bed", [-20.0, -10.0])]:
         for strength in strengths:
-            common = {"target": "fireworks", "defect": defect, "strength": strength, "base": base, "recordings": recordings,
-                      "scene": "burst"}
+            common = {
+                "target": "fireworks",
+                "defect": defect,
+                "strength": strength,
+                "base": base,
+                "recordings": recordings,
+                "scene": "burst",
+            }
             k = BURST_SEEDS_FACTOR * (CLEAN_SEEDS_FACTOR if defect is None else 1)
             for s in range(seeds * k):
                 out.append({**common, "seed": 2000 + s, "path": "memory", "variant": s})
@@ -237,7 +286,11 @@ def evaluate(records: list[dict], targets: dict) -> str:
         for r in rows:
             results = decide(r["scores"], target)
             kept = all(x.passed for x in results)
-            kind = _kind(r) if r["label"] != "empty" else ("bursts: " if r.get("scene") == "burst" else "") + "clean, no event in window"
+            kind = (
+                _kind(r)
+                if r["label"] != "empty"
+                else ("bursts: " if r.get("scene") == "burst" else "") + "clean, no event in window"
+            )
             if r["defect"] == "cut" and r["label"] != "bad":
                 kind = "cut: windows without the cut"
             by_kind[kind].append((kept, r["path"]))
@@ -251,8 +304,7 @@ def evaluate(records: list[dict], targets: dict) -> str:
                 fp += kept
         precision = tp / (tp + fp) if tp + fp else float("nan")
         recall = tp / (tp + fn) if tp + fn else float("nan")
-        lines.append(f"\n## {name}  (precision of keep {precision:.3f}, recall of keep {recall:.3f}; "
-                     f"{len(rows)} windows)\n")
+        lines.append(f"\n## {name}  (precision of keep {precision:.3f}, recall of keep {recall:.3f}; {len(rows)} windows)\n")
         lines.append("| kind | windows (memory/files) | kept | rejected | failing checks |")
         lines.append("|---|---|---|---|---|")
         for kind in sorted(by_kind, key=lambda k: (k != "clean", k)):
@@ -260,7 +312,9 @@ def evaluate(records: list[dict], targets: dict) -> str:
             kept = sum(k for k, _ in v)
             mem = sum(1 for _, p in v if p == "memory")
             fails = ", ".join(f"{c} {n}" for c, n in sorted(fails_by_kind[kind].items(), key=lambda x: -x[1]))
-            lines.append(f"| {kind} | {len(v)} ({mem}/{len(v) - mem}) | {kept / len(v):.2f} | {1 - kept / len(v):.2f} | {fails} |")
+            lines.append(
+                f"| {kind} | {len(v)} ({mem}/{len(v) - mem}) | {kept / len(v):.2f} | {1 - kept / len(v):.2f} | {fails} |"
+            )
         summary.append((name, precision, recall))
         # per check: share of good windows it lets through (recall of keep if it were the only check)
         good = [r for r in rows if r["label"] == "good"]
@@ -275,15 +329,21 @@ def evaluate(records: list[dict], targets: dict) -> str:
 
 
 def summary(records: list[dict], targets: dict) -> str:
-    """Returns one markdown table: per kind (rows) and target (columns) the share rejected (kept, for good windows), windows in brackets."""
+    """Returns one markdown table: per kind (rows) and target (columns) the share rejected.
+
+    For good windows the share kept; the number of windows in brackets.
+    """
     cells, pr = _cells(records, targets)
     order = sorted(cells, key=lambda k: (not k.startswith("clean"), k.startswith("bursts"), k))
     lines = ["| kind (share rejected unless noted) | " + " | ".join(TARGETS) + " |", "|---" * (len(TARGETS) + 1) + "|"]
     for kind in order:
         row = [f"{np.mean(v):.2f} ({len(v)})" if (v := cells[kind].get(t)) else "" for t in TARGETS]
         lines.append(f"| {kind} | " + " | ".join(row) + " |")
-    lines.append("| **precision / recall of keep** | " + " | ".join(
-        f"{tp / max(1, tp + fp):.3f} / {tp / max(1, tp + fn):.3f}" for tp, fp, fn in (pr[t] for t in TARGETS)) + " |")
+    lines.append(
+        "| **precision / recall of keep** | "
+        + " | ".join(f"{tp / max(1, tp + fp):.3f} / {tp / max(1, tp + fn):.3f}" for tp, fp, fn in (pr[t] for t in TARGETS))
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -297,8 +357,10 @@ def summary_pair(tuning: list[dict], held: list[dict], targets: dict) -> str:
         v = c.get(kind, {}).get(t)
         return f"{np.mean(v):.2f} ({len(v)})" if v else "-"
 
-    lines = ["| kind (share rejected unless noted) | " + " | ".join(f"{t}: tuning / held-out" for t in TARGETS) + " |",
-             "|---" * (len(TARGETS) + 1) + "|"]
+    lines = [
+        "| kind (share rejected unless noted) | " + " | ".join(f"{t}: tuning / held-out" for t in TARGETS) + " |",
+        "|---" * (len(TARGETS) + 1) + "|",
+    ]
     for kind in order:
         row = ["" if cell(a, kind, t) == cell(b, kind, t) == "-" else f"{cell(a, kind, t)} / {cell(b, kind, t)}" for t in TARGETS]
         lines.append(f"| {kind} | " + " | ".join(row) + " |")
@@ -358,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per defect and strength, memory path (clean: x3)")
     parser.add_argument("--files", type=int, default=1, help="seeds per defect and strength through real files (clean: x3)")
     parser.add_argument("--base", type=int, default=7, help="first seed word of every scene: another value gives a held-out set")
-    parser.add_argument("--recordings", choices=("tune", "held"), default="tune", help="which recorded beds: the tuning or the held-out ones")
+    parser.add_argument(
+        "--recordings", choices=("tune", "held"), default="tune", help="which recorded beds: the tuning or the held-out ones"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/calibration.json"))
     parser.add_argument("--scores", type=Path, help="re-decide saved scores instead of measuring")
@@ -369,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = load_targets(args.targets) if args.targets else dict(SHIPPED)
     if args.scores and args.heldout:
-        print(summary_pair(json.loads(args.scores.read_text())["records"], json.loads(args.heldout.read_text())["records"], targets))
+        print(
+            summary_pair(json.loads(args.scores.read_text())["records"], json.loads(args.heldout.read_text())["records"], targets)
+        )
         return 0
     if args.scores:
         doc = json.loads(args.scores.read_text())
@@ -393,8 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc))
     cpu = [r["cpu_s"] for r in records]
-    print(f"# calibration: {len(records)} windows; measure_window {1000 * np.mean(cpu):.0f} ms CPU per window (median "
-          f"{1000 * np.median(cpu):.0f}); {doc.get('date', '')}; {doc.get('machine', '')}; wall {doc.get('wall_s', '?')} s\n")
+    print(
+        f"# calibration: {len(records)} windows; measure_window {1000 * np.mean(cpu):.0f} ms CPU per window (median "
+        f"{1000 * np.median(cpu):.0f}); {doc.get('date', '')}; {doc.get('machine', '')}; wall {doc.get('wall_s', '?')} s\n"
+    )
     print(summary(records, targets))
     print(evaluate(records, targets))
     if args.quantiles:

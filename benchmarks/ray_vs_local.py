@@ -52,11 +52,23 @@ def timed_build(root: Path, *, executor: str, jobs: int) -> dict:
     """Returns the wall time and counts of one build of `root`/data into `root`/manifests."""
     outcomes = []
     t0 = time.perf_counter()
-    rep = build(target=get_target(TARGET), data_dir=root / "data", manifests_dir=root / "manifests",
-                settings=BuildSettings(seed=0), jobs=jobs, executor=executor, on_source=outcomes.append)
+    rep = build(
+        target=get_target(TARGET),
+        data_dir=root / "data",
+        manifests_dir=root / "manifests",
+        settings=BuildSettings(seed=0),
+        jobs=jobs,
+        executor=executor,
+        on_source=outcomes.append,
+    )
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "sources": len(outcomes), "clips": rep.clips, "failed": rep.failed,
-            "task_s": sum(o.seconds for o in outcomes)}
+    return {
+        "wall_s": wall,
+        "sources": len(outcomes),
+        "clips": rep.clips,
+        "failed": rep.failed,
+        "task_s": sum(o.seconds for o in outcomes),
+    }
 
 
 def source_seconds(data: Path) -> float:
@@ -102,21 +114,32 @@ def main() -> None:
         finally:
             ray.shutdown()
 
-        same = {f: (work / "local" / "manifests" / f"{TARGET}{f}").read_bytes() == (work / "ray" / "manifests" / f"{TARGET}{f}").read_bytes()
-                for f in (".csv", ".rejects.csv")}
+        same = {
+            f: (work / "local" / "manifests" / f"{TARGET}{f}").read_bytes()
+            == (work / "ray" / "manifests" / f"{TARGET}{f}").read_bytes()
+            for f in (".csv", ".rejects.csv")
+        }
         src_s = source_seconds(base)
         cores = args.jobs
         per_core_hour = 3600.0 / (local["wall_s"] * cores)
         result = {
             # other work on the machine slows both builds: the load average says how busy it was
-            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                        "load_avg_1min_at_end": round(os.getloadavg()[0], 1)},
-            "sources": args.count, "source_seconds": round(src_s, 1), "size": args.size or "synth (about 320 px)",
-            "make_sources_s": round(made, 1), "jobs": cores,
-            "local_wall_s": round(local["wall_s"], 2), "ray_wall_s": round(on_ray["wall_s"], 2),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "processor": platform.processor() or platform.machine(),
+                "load_avg_1min_at_end": round(os.getloadavg()[0], 1),
+            },
+            "sources": args.count,
+            "source_seconds": round(src_s, 1),
+            "size": args.size or "synth (about 320 px)",
+            "make_sources_s": round(made, 1),
+            "jobs": cores,
+            "local_wall_s": round(local["wall_s"], 2),
+            "ray_wall_s": round(on_ray["wall_s"], 2),
             "ray_start_s": round(ray_start, 2),
             "ray_overhead_pct": round(100 * (on_ray["wall_s"] / local["wall_s"] - 1), 1),
-            "clips": local["clips"], "failed": local["failed"] + on_ray["failed"],
+            "clips": local["clips"],
+            "failed": local["failed"] + on_ray["failed"],
             # from the local build's wall time: start-up and commit included (what a small build sees)
             "per_core": {
                 "sources_per_hour": round(args.count * per_core_hour, 1),

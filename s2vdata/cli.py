@@ -13,12 +13,18 @@ from rich.table import Table
 
 from s2vdata.config import BuildSettings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Turn videos whose sound is caused by motion into 4-second training clips.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Turn videos whose sound is caused by motion into 4-second training clips."
+)
 console = Console(stderr=True)
 
-DataOpt = typer.Option("data", "--data", help="data folder (sources, shards, work files): a path, or s3://bucket/prefix, gs://...")
+DataOpt = typer.Option(
+    "data", "--data", help="data folder (sources, shards, work files): a path, or s3://bucket/prefix, gs://..."
+)
 ManifestsOpt = typer.Option("manifests", "--manifests", help="manifests folder: a path, or s3://bucket/prefix, gs://...")
-StorageOpt = typer.Option(None, "--storage-option", help="key=value for the object store (e.g. client_kwargs.endpoint_url=...); repeatable")
+StorageOpt = typer.Option(
+    None, "--storage-option", help="key=value for the object store (e.g. client_kwargs.endpoint_url=...); repeatable"
+)
 TargetsOpt = typer.Option(None, "--targets", help="TOML file of user target presets", exists=True, dir_okay=False)
 
 
@@ -47,7 +53,7 @@ def _target(name: str, targets_file: Optional[Path]):
     try:
         return get_target(name, targets_file)
     except ValueError as e:
-        raise _fail(str(e), 2)
+        raise _fail(str(e), 2) from None
 
 
 def _progress(unit: str = "items"):
@@ -78,11 +84,15 @@ def ingest(
     try:
         files = expand_paths(paths)
     except FileNotFoundError as e:
-        raise _fail(str(e), 2)
+        raise _fail(str(e), 2) from None
     with _progress("files") as progress:
         task = progress.add_task("ingest", total=len(files), info="")
-        rep = register_files(files, target=target, data_dir=_where(data, storage_option),
-                             on_file=lambda p, row: progress.update(task, advance=1, info=p.name[:40]))
+        rep = register_files(
+            files,
+            target=target,
+            data_dir=_where(data, storage_option),
+            on_file=lambda p, row: progress.update(task, advance=1, info=p.name[:40]),
+        )
     table = Table(title=f"ingest into {data}/sources.csv")
     for col in ("added", "already there", "failed"):
         table.add_column(col, justify="right")
@@ -102,7 +112,9 @@ def synth(
     count: int = typer.Option(8, "--count", "-n", min=1, help="number of sources"),
     seed: int = typer.Option(0, "--seed", help="the same seed gives the same sources"),
     seconds: float = typer.Option(12.0, "--seconds", min=1.0, help="length of each source"),
-    defect: Optional[str] = typer.Option(None, "--defect", help="pan, zoom, shake, unrelated, music, silent, still or cut (labelled bad sources)"),
+    defect: Optional[str] = typer.Option(
+        None, "--defect", help="pan, zoom, shake, unrelated, music, silent, still or cut (labelled bad sources)"
+    ),
     strength: Optional[float] = typer.Option(None, "--strength", help="the defect's strength (units in docs/synth.md)"),
     data: str = DataOpt,
     storage_option: Optional[List[str]] = StorageOpt,
@@ -116,8 +128,15 @@ def synth(
     if defect is not None and defect not in DEFECTS:
         raise _fail(f"--defect must be one of {', '.join(d for d in DEFECTS if d)}", 2)
     with console.status(f"rendering {count} {target} sources"):
-        rep = synth_sources(target=target, count=count, seed=seed, data_dir=_where(data, storage_option), seconds=seconds,
-                            defect=defect, strength=strength)
+        rep = synth_sources(
+            target=target,
+            count=count,
+            seed=seed,
+            data_dir=_where(data, storage_option),
+            seconds=seconds,
+            defect=defect,
+            strength=strength,
+        )
     console.print(f"synth {target}: {rep.added} added, {rep.existing} already there, {rep.failed} failed -> {data}/sources.csv")
     if rep.failed:
         raise typer.Exit(1)
@@ -132,7 +151,9 @@ def build(
     seed: int = typer.Option(0, "--seed", help="seeds --max-clips-per-source sampling"),
     stride: float = typer.Option(4.0, "--stride", help="seconds between window starts (multiple of 1/30)"),
     max_clips: int = typer.Option(0, "--max-clips-per-source", min=0, help="keep a random K of the passing windows (0 = all)"),
-    shard_size: str = typer.Option("1GB", "--shard-size", help="shards close near this size, many sources each (0: one shard per source)"),
+    shard_size: str = typer.Option(
+        "1GB", "--shard-size", help="shards close near this size, many sources each (0: one shard per source)"
+    ),
     data: str = DataOpt,
     manifests: str = ManifestsOpt,
     storage_option: Optional[List[str]] = StorageOpt,
@@ -163,10 +184,19 @@ def build(
             progress.update(task, advance=1, info=f"{state['clips']} clips")
 
         try:
-            rep = run_build(target=preset, data_dir=data_loc, manifests_dir=manifests_loc, settings=settings, jobs=jobs,
-                            executor=executor, ray_address=ray_address, on_source=on_source, on_start=on_start)
+            rep = run_build(
+                target=preset,
+                data_dir=data_loc,
+                manifests_dir=manifests_loc,
+                settings=settings,
+                jobs=jobs,
+                executor=executor,
+                ray_address=ray_address,
+                on_source=on_source,
+                on_start=on_start,
+            )
         except (ValueError, ImportError) as e:
-            raise _fail(str(e), 2)
+            raise _fail(str(e), 2) from None
     table = Table(title=f"build {target}: {rep.seconds:.1f} s")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -182,8 +212,11 @@ def build(
     for sid, reason in rep.failures.items():
         table.add_row(f"[red]failed {sid}[/red]", reason)
     console.print(table)
-    console.print(f"manifest: {rep.manifest}\nrejects:  {manifests_loc / f'{target}.rejects.csv'}\nshards:   {data_loc / 'shards' / target}",
-                  soft_wrap=True)
+    console.print(
+        f"manifest: {rep.manifest}\nrejects:  {manifests_loc / f'{target}.rejects.csv'}\n"
+        f"shards:   {data_loc / 'shards' / target}",
+        soft_wrap=True,
+    )
     if rep.failed:
         raise typer.Exit(1)
 
@@ -201,10 +234,11 @@ def verify(
     with _progress("clips") as progress:
         task = progress.add_task("verify", total=None, info="")
         try:
-            problems, n = verify_manifest(manifest, on_clip=lambda: progress.update(task, advance=1),
-                                          on_total=lambda t: progress.update(task, total=t))
+            problems, n = verify_manifest(
+                manifest, on_clip=lambda: progress.update(task, advance=1), on_total=lambda t: progress.update(task, total=t)
+            )
         except (FileNotFoundError, ValueError) as e:
-            raise _fail(str(e), 2)
+            raise _fail(str(e), 2) from None
     for clip_id, problem in problems:
         console.print(f"[red]{clip_id}[/red]: {escape(problem)}", soft_wrap=True)
     console.print(f"verified {n} clips of {manifest}: {len(problems)} problems")
@@ -220,7 +254,7 @@ def targets(targets_file: Optional[Path] = TargetsOpt) -> None:
     try:
         text = format_targets(targets_file)
     except ValueError as e:
-        raise _fail(str(e), 2)
+        raise _fail(str(e), 2) from None
     print(text)
 
 
@@ -299,8 +333,9 @@ def calibrate(
         path = write_targets_toml(out, result, note=note)
     except (OSError, ValueError) as e:
         raise _fail(str(e), 2) from e
-    console.print(f"target {target} written to {path}: rebuild with `s2vdata build --target {target} --targets {path}`",
-                  soft_wrap=True)
+    console.print(
+        f"target {target} written to {path}: rebuild with `s2vdata build --target {target} --targets {path}`", soft_wrap=True
+    )
 
 
 @app.command()
@@ -328,19 +363,31 @@ def fetch(
     if executor not in ("local", "ray"):
         raise _fail(f"--executor must be local or ray, not {executor!r}", 2)
     data_loc = _where(data, storage_option)
-    options = FetchOptions(target=target, jobs=jobs, max_height=max_height, socket_timeout=socket_timeout, retries=retries,
-                           retry_failed=retry_failed, rate_limit=rate_limit, cookies=cookies, proxy=proxy,
-                           allow_local_urls=allow_local_urls, sections=sections)
+    options = FetchOptions(
+        target=target,
+        jobs=jobs,
+        max_height=max_height,
+        socket_timeout=socket_timeout,
+        retries=retries,
+        retry_failed=retry_failed,
+        rate_limit=rate_limit,
+        cookies=cookies,
+        proxy=proxy,
+        allow_local_urls=allow_local_urls,
+        sections=sections,
+    )
     with _progress("URLs") as progress:
         task = progress.add_task("fetch", total=None, info="")
 
         def on_event(ev: dict) -> None:
-            progress.update(task, total=ev["total"], completed=ev["done"],
-                            info=f"{ev['bytes'] / 1e6:.1f} MB at {ev['rate'] / 1e6:.2f} MB/s")
+            progress.update(
+                task, total=ev["total"], completed=ev["done"], info=f"{ev['bytes'] / 1e6:.1f} MB at {ev['rate'] / 1e6:.2f} MB/s"
+            )
 
         try:
-            rep = fetch_urls(urls_file, data_dir=data_loc, options=options, progress=on_event, executor=executor,
-                             ray_address=ray_address)
+            rep = fetch_urls(
+                urls_file, data_dir=data_loc, options=options, progress=on_event, executor=executor, ray_address=ray_address
+            )
         except (ValueError, ImportError) as e:
             raise _fail(str(e), 2) from e
         except OSError as e:

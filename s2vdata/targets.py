@@ -45,12 +45,25 @@ class Target:
 
 SHIPPED: dict[str, Target] = {
     # a mouth's voice is its sound: only a voice while nothing moves counts, and its vowels hold tones
-    "mouth": Target("mouth", "a mouth opening with spoken vowels", av_sync_min=0.27, unrelated_audio_max=0.4, speech_max=1.0,
-                    speech_unexplained_max=0.08, music_max=1.0),
+    "mouth": Target(
+        "mouth",
+        "a mouth opening with spoken vowels",
+        av_sync_min=0.27,
+        unrelated_audio_max=0.4,
+        speech_max=1.0,
+        speech_unexplained_max=0.08,
+        music_max=1.0,
+    ),
     "hand": Target("hand", "hands meeting on a clap", av_sync_min=0.3, unrelated_audio_max=0.25),
     "fireworks": Target("fireworks", "a burst at the bang, after a rise", av_sync_min=0.4),
-    "sea": Target("sea", "foam following the roar of waves", scene_cut_max=0.35, camera_shift_max=0.4, av_sync_min=0.28,
-                  unrelated_audio_max=0.35),
+    "sea": Target(
+        "sea",
+        "foam following the roar of waves",
+        scene_cut_max=0.35,
+        camera_shift_max=0.4,
+        av_sync_min=0.28,
+        unrelated_audio_max=0.35,
+    ),
 }
 
 THRESHOLDS = tuple(f.name for f in fields(Target) if f.name not in ("name", "description"))
@@ -82,11 +95,15 @@ def load_targets(path: Path | None = None) -> dict[str, Target]:
         table = dict(table)
         base_name = table.pop("base", name)
         if base_name not in targets and "base" in tables[name]:
-            raise ValueError(f"{path}: target {name!r} has base {base_name!r}, which is not a known target: {', '.join(sorted(targets))}")
+            raise ValueError(
+                f"{path}: target {name!r} has base {base_name!r}, which is not a known target: {', '.join(sorted(targets))}"
+            )
         base = targets.get(base_name, Target(name))
         unknown = set(table) - set(known) | ({"name"} & set(table))
         if unknown:
-            raise ValueError(f"{path}: target {name!r} has unknown settings {sorted(unknown)}; known: {sorted(set(known) - {'name'})}")
+            raise ValueError(
+                f"{path}: target {name!r} has unknown settings {sorted(unknown)}; known: {sorted(set(known) - {'name'})}"
+            )
         for key, value in table.items():
             want = int if key.endswith("_frames") else str if key == "description" else float
             ok = isinstance(value, str) if want is str else isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -101,7 +118,9 @@ def get_target(name: str, path: Path | None = None) -> Target:
     """Returns the preset called `name`, or raises ValueError listing the known ones."""
     targets = load_targets(path)
     if name not in targets:
-        raise ValueError(f"unknown target {name!r}: known targets are {', '.join(sorted(targets))} (add your own with --targets FILE)")
+        raise ValueError(
+            f"unknown target {name!r}: known targets are {', '.join(sorted(targets))} (add your own with --targets FILE)"
+        )
     return targets[name]
 
 

@@ -143,8 +143,17 @@ def burst_scene(*, seed=0, bursts=1, n=N, floor_db=-60.0, at=None):
     lo, hi = 10, n - 25
     drawn = sorted(int(x) for x in rng.choice(np.arange(lo, hi, 15), size=bursts, replace=False)) if bursts else []
     at = drawn if at is None else sorted(at)
-    params = [(rng.uniform(50, SIZE - 50), rng.uniform(40, SIZE * 0.55), rng.uniform(18, 45), rng.uniform(100, 255, 3),
-               rng.uniform(0, 2 * np.pi), int(rng.integers(24, 48))) for _ in at]
+    params = [
+        (
+            rng.uniform(50, SIZE - 50),
+            rng.uniform(40, SIZE * 0.55),
+            rng.uniform(18, 45),
+            rng.uniform(100, 255, 3),
+            rng.uniform(0, 2 * np.pi),
+            int(rng.integers(24, 48)),
+        )
+        for _ in at
+    ]
     frames = np.empty((n, SIZE, SIZE, 3), np.uint8)
     for i in range(n):
         img = sky.copy()
@@ -156,7 +165,9 @@ def burst_scene(*, seed=0, bursts=1, n=N, floor_db=-60.0, at=None):
                 ang = phase + np.linspace(0, 2 * np.pi, parts, endpoint=False)
                 for a in ang:
                     px, py = int(x0 + r * np.cos(a)), int(y0 + r * np.sin(a) + 0.05 * u * u)
-                    cv2.circle(img, (px, py), 2, (colour * light + img[min(py, SIZE - 1), min(px, SIZE - 1)] * (1 - light)).tolist(), -1)
+                    cv2.circle(
+                        img, (px, py), 2, (colour * light + img[min(py, SIZE - 1), min(px, SIZE - 1)] * (1 - light)).tolist(), -1
+                    )
                 if u == 0:
                     cv2.circle(img, (int(x0), int(y0)), 8, (255, 250, 230), -1)
         frames[i] = np.clip(img, 0, 255).astype(np.uint8)

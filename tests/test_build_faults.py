@@ -216,7 +216,9 @@ def test_a_build_without_the_voice_model_stops_at_once_with_the_install_command(
     _setup(tmp_path, 1)
     real_find_spec = speech.importlib.util.find_spec
     monkeypatch.setattr(speech, "_MODEL", None)
-    monkeypatch.setattr(speech.importlib.util, "find_spec", lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        speech.importlib.util, "find_spec", lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a)
+    )
     res = run("build", "--target", "lenient", "--targets", "targets.toml", cwd=tmp_path)
     assert res.exit_code == 2, res.output
     assert "silero-vad" in res.output and "pip install" in res.output

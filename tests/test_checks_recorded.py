@@ -178,9 +178,11 @@ def test_a_missing_voice_model_is_a_clear_error_with_the_install_command(monkeyp
 
 
 def test_s2vdata_imports_and_measures_a_window_without_torch():
-    code = ("import sys, numpy as np, s2vdata.checks, s2vdata.build, s2vdata.cli; "
-            "s2vdata.checks.measure_window(np.zeros((120, 64, 64, 3), np.uint8), np.zeros(176400, np.float32)); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, numpy as np, s2vdata.checks, s2vdata.build, s2vdata.cli; "
+        "s2vdata.checks.measure_window(np.zeros((120, 64, 64, 3), np.uint8), np.zeros(176400, np.float32)); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

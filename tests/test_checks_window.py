@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from checks_scenes import scene
 from s2vdata.checks import CHECKS, CheckResult, decide, measure_window
 from s2vdata.targets import get_target
+
+from checks_scenes import scene
 
 HAND = get_target("hand")
 
@@ -112,7 +113,7 @@ def test_an_object_moving_over_a_bare_wall_is_not_a_moving_camera():
     for i in range(60):
         gap = int(abs((i % 20) - 10) * 6)
         for x in (143 - 30 - gap, 143 + 10 + gap):
-            frames[i, 120:160, max(0, x):x + 20] = 220
+            frames[i, 120:160, max(0, x) : x + 20] = 220
     score, _ = camera_shift(frames)
     assert score < 0.1
 
@@ -123,7 +124,7 @@ def test_a_pan_over_a_textured_wall_still_reads_as_camera_motion():
     rng = np.random.default_rng(0)
     world = (rng.random((286, 600)) * 255).astype(np.uint8)
     world = np.asarray(__import__("cv2").GaussianBlur(world, (5, 5), 0))
-    frames = np.stack([world[:, int(i * 1.5): int(i * 1.5) + 286] for i in range(60)])
+    frames = np.stack([world[:, int(i * 1.5) : int(i * 1.5) + 286] for i in range(60)])
     score, _ = camera_shift(frames)
     assert 1.2 < score < 1.8
 

@@ -62,8 +62,14 @@ def copy_data(data: Path, root: Path) -> Path:
 
 
 def build_in(root: Path, *, executor: str, on_source=None):
-    return build(target=get_target(TARGET), data_dir=root / "data", manifests_dir=root / "manifests",
-                 settings=BuildSettings(seed=SEED), executor=executor, on_source=on_source)
+    return build(
+        target=get_target(TARGET),
+        data_dir=root / "data",
+        manifests_dir=root / "manifests",
+        settings=BuildSettings(seed=SEED),
+        executor=executor,
+        on_source=on_source,
+    )
 
 
 def outputs(root: Path) -> tuple[bytes, bytes]:
@@ -107,8 +113,9 @@ def test_ray_build_gives_the_local_manifest_byte_for_byte(sources, reference, ra
     seen = []
     rep = build_in(root, executor="ray", on_source=seen.append)
     assert rep.failed == 0, rep.failures
-    assert sorted(o.source_id for o in seen) == sorted(j.source_id for j in plan_jobs(
-        target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings(seed=SEED))[0])
+    assert sorted(o.source_id for o in seen) == sorted(
+        j.source_id for j in plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings(seed=SEED))[0]
+    )
     assert ray.is_initialized(), "run_ray must not shut down an instance it did not start"
     manifest, rejects = outputs(root)
     assert (manifest, rejects) == outputs(reference)
@@ -160,9 +167,15 @@ def test_without_ray_installed_the_build_says_how_to_install_it(reference, tmp_p
     shutil.copytree(reference, root)
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"--executor ray needs Ray: pip install 's2v\[ray\]'"):
-        next(run_ray(plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings())[0], run=executors.run_one))
-    result = CliRunner().invoke(app, ["build", "--target", TARGET, "--executor", "ray", "--data", str(root / "data"),
-                                      "--manifests", str(tmp_path / "fresh")])
+        next(
+            run_ray(
+                plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings())[0], run=executors.run_one
+            )
+        )
+    result = CliRunner().invoke(
+        app,
+        ["build", "--target", TARGET, "--executor", "ray", "--data", str(root / "data"), "--manifests", str(tmp_path / "fresh")],
+    )
     assert result.exit_code == 2, result.output
     assert "--executor ray needs Ray: pip install" in result.output
     assert not (tmp_path / "fresh" / f"{TARGET}.csv").exists()
@@ -170,8 +183,20 @@ def test_without_ray_installed_the_build_says_how_to_install_it(reference, tmp_p
 
 def test_the_cli_shows_the_install_command_whole(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    result = CliRunner().invoke(app, ["build", "--target", TARGET, "--executor", "ray", "--data", str(reference / "data"),
-                                      "--manifests", str(tmp_path / "manifests")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--target",
+            TARGET,
+            "--executor",
+            "ray",
+            "--data",
+            str(reference / "data"),
+            "--manifests",
+            str(tmp_path / "manifests"),
+        ],
+    )
     assert INSTALL_HINT in result.output
 
 
@@ -180,9 +205,26 @@ def test_a_ray_address_where_nothing_listens_is_a_usage_error_not_a_hang(referen
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    result = subprocess.run([str(S2VDATA), "build", "--target", TARGET, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
-                             "--data", str(reference / "data"), "--manifests", str(tmp_path / "m")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [
+            str(S2VDATA),
+            "build",
+            "--target",
+            TARGET,
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--data",
+            str(reference / "data"),
+            "--manifests",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     said = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
     assert result.returncode == 2, said
     assert f"127.0.0.1:{port}" in said and "nothing answers there" in said
@@ -210,9 +252,27 @@ def test_a_driver_killed_mid_run_is_finished_by_a_local_rerun_without_redoing_so
     n_jobs = len(plan_jobs(target=get_target(TARGET), data_dir=root / "data", settings=BuildSettings(seed=SEED))[0])
     log = (tmp_path / "driver.log").open("wb")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_USAGE_STATS_ENABLED", "RAY_ADDRESS")}
-    driver = subprocess.Popen([str(S2VDATA), "build", "--target", TARGET, "--executor", "ray", "--seed", str(SEED),
-                               "--data", "data", "--manifests", "manifests"], cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                              env=env, start_new_session=True)
+    driver = subprocess.Popen(
+        [
+            str(S2VDATA),
+            "build",
+            "--target",
+            TARGET,
+            "--executor",
+            "ray",
+            "--seed",
+            str(SEED),
+            "--data",
+            "data",
+            "--manifests",
+            "manifests",
+        ],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         # wait for a source whose clips are cut (its part tar is written before its sidecar)
         while not [p for p in work.glob("*.clips.tar") if (work / p.name.replace(".clips.tar", ".json")).exists()]:

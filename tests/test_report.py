@@ -57,13 +57,26 @@ def test_every_image_renders_in_headless_chromium(built, tmp_path):
     _, out = built
     # a copy of the report that, once loaded, writes how many images decoded into the DOM
     probe = tmp_path / "probe.html"
-    script = ('<script>window.addEventListener("load",function(){var im=document.images,ok=0;'
-              'for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}'
-              'document.body.setAttribute("data-images",ok+"/"+im.length);});</script>')
+    script = (
+        '<script>window.addEventListener("load",function(){var im=document.images,ok=0;'
+        "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}"
+        'document.body.setAttribute("data-images",ok+"/"+im.length);});</script>'
+    )
     probe.write_text(out.read_text().replace("</body>", script + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     assert 'data-images="8/8"' in dom, dom[:500]
 
@@ -80,7 +93,8 @@ def test_report_from_csvs_alone_when_sidecars_are_gone(tmp_path):
     (manifests / "hand.rejects.csv").write_text(
         "source_id,origin,start_s,check,value,threshold,reason\n"
         "src1,/videos/a.mp4,4,av_sync,0.1,0.35,sound does not follow the motion\n"
-        "src2,/videos/b.avi,,decode,,,unreadable: moov atom not found\n")
+        "src2,/videos/b.avi,,decode,,,unreadable: moov atom not found\n"
+    )
     out = write_report(target="hand", data_dir=tmp_path / "data", manifests_dir=manifests, out=tmp_path / "r.html")
     page = out.read_text()
     assert "1 of 2 windows kept, split train" in page
@@ -106,7 +120,7 @@ def test_the_report_shows_the_voice_and_music_scores_and_a_strip_of_each_per_fra
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].astype(int)  # RGB
     plain = cv2.imdecode(np.frombuffer(plot_curves({"onset": [0.1] * n, "motion": [0.2] * n}), np.uint8), cv2.IMREAD_COLOR)
     assert img.shape[0] > plain.shape[0]  # the strip adds a band under the curves
-    band = img[int(img.shape[0] * 0.7):]
+    band = img[int(img.shape[0] * 0.7) :]
     green = (band[..., 1] > band[..., 0] + 60) & (band[..., 1] > band[..., 2] + 60)
     purple = (band[..., 2] > band[..., 1] + 60) & (band[..., 0] > band[..., 1] + 30)
     cols = np.arange(img.shape[1])
@@ -142,8 +156,10 @@ def test_a_report_of_a_build_in_a_bucket_reads_and_writes_the_store(built, tmp_p
         res = runner.invoke(app, ["report", "--target", "hand", "--data", "s3://rep/data", "--manifests", "s3://rep/manifests"])
         assert res.exit_code == 0, res.output
         remote = fs.cat_file("rep/manifests/hand.report.html").decode()
-        res = runner.invoke(app, ["report", "--target", "hand", "--data", "s3://rep/data", "--manifests", "s3://rep/manifests",
-                                  "--out", "here.html"])
+        res = runner.invoke(
+            app,
+            ["report", "--target", "hand", "--data", "s3://rep/data", "--manifests", "s3://rep/manifests", "--out", "here.html"],
+        )
         assert res.exit_code == 0, res.output
         local = (tmp_path / "here.html").read_text()
         assert not os.path.exists(tmp_path / "s3:")

@@ -139,15 +139,40 @@ def test_a_build_in_a_bucket_equals_a_local_build(s3, sources, local_build):
     from s2vmodel.cli import app as model_app
 
     out = sources / "run-from-bucket"
-    args = ["train", "s3://one/manifests/lenient.csv", "--out", str(out), "--preset", "tiny", "--steps", "2", "--split", "train",
-            "--workers", "0", "--cache", str(sources / "model-cache"), "--set", "model.se_hidden=8", "--set", "model.ndf=8",
-            "--set", "data.frames=16", "--set", "data.val_clips=1", "--set", "train.threads=1"]
+    args = [
+        "train",
+        "s3://one/manifests/lenient.csv",
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--split",
+        "train",
+        "--workers",
+        "0",
+        "--cache",
+        str(sources / "model-cache"),
+        "--set",
+        "model.se_hidden=8",
+        "--set",
+        "model.ndf=8",
+        "--set",
+        "data.frames=16",
+        "--set",
+        "data.val_clips=1",
+        "--set",
+        "train.threads=1",
+    ]
     res = runner.invoke(model_app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     import torch
 
     assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["step"] == 2
-    n_train = int((pd.read_csv(io.StringIO(fs.cat_file("one/manifests/lenient.csv").decode()), dtype=str)["split"] == "train").sum())
+    n_train = int(
+        (pd.read_csv(io.StringIO(fs.cat_file("one/manifests/lenient.csv").decode()), dtype=str)["split"] == "train").sum()
+    )
     index = json.loads(next((sources / "model-cache").glob("*/index.json")).read_text())
     assert len(index["names"]) == n_train and not index["errors"], "the cache holds every train clip of the bucket's manifest"
     # a rebuild redoes nothing

@@ -17,7 +17,17 @@ SECONDS = 4.0
 
 
 @lru_cache(maxsize=None)
-def clip(target: str, *, seed: int = 3, defect: str | None = None, strength: float | None = None, fps: float = 30.0, width: int = 320, height: int = 320, n: int | None = None):
+def clip(
+    target: str,
+    *,
+    seed: int = 3,
+    defect: str | None = None,
+    strength: float | None = None,
+    fps: float = 30.0,
+    width: int = 320,
+    height: int = 320,
+    n: int | None = None,
+):
     """Returns (scene, frames array, the first n frames or all) for a short render, cached across tests."""
     scene = render(target, seed=seed, seconds=SECONDS, fps=fps, width=width, height=height, defect=defect, strength=strength)
     return scene, np.stack(list(itertools.islice(scene.frames(), n)))
@@ -311,7 +321,15 @@ def test_synth_sources_writes_mp4_that_probe_and_decode_back(tmp_path):
         assert info["duration_s"] == pytest.approx(3.0, abs=0.1)
         # the same scene, rendered again, has its first clap where the file has it (within a frame)
         assert info["audio_rate"] in SAMPLE_RATES
-        scene = render("hand", seed=(11, i), seconds=3.0, fps=info["fps"], sample_rate=info["audio_rate"], width=info["width"], height=info["height"])
+        scene = render(
+            "hand",
+            seed=(11, i),
+            seconds=3.0,
+            fps=info["fps"],
+            sample_rate=info["audio_rate"],
+            width=info["width"],
+            height=info["height"],
+        )
         audio = load_audio(path)
         onset = onset_sample(scene.events_s[0], 44100)
         env = np.convolve(audio.astype(np.float64) ** 2, np.ones(64), "same")

@@ -24,7 +24,14 @@ from s2vdata.synth import render, synth_sources
 from s2vdata.targets import SHIPPED
 
 # Thresholds opened wide: this test is about time alignment, not about what the checks keep.
-OPEN = {"audio_db_min": -200.0, "motion_min": 0.0, "scene_cut_max": 1e9, "camera_shift_max": 1e9, "av_sync_min": -1.0, "unrelated_audio_max": 1.0}
+OPEN = {
+    "audio_db_min": -200.0,
+    "motion_min": 0.0,
+    "scene_cut_max": 1e9,
+    "camera_shift_max": 1e9,
+    "av_sync_min": -1.0,
+    "unrelated_audio_max": 1.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,15 @@ def built(tmp_path_factory):
 def _scene(data: Path, source: dict):
     seed, index = (int(x) for x in source["origin"].split("/")[-2:])
     info = probe(data / source["path"])
-    scene = render("hand", seed=(seed, index), seconds=5.0, fps=info["fps"], sample_rate=info["audio_rate"], width=info["width"], height=info["height"])
+    scene = render(
+        "hand",
+        seed=(seed, index),
+        seconds=5.0,
+        fps=info["fps"],
+        sample_rate=info["audio_rate"],
+        width=info["width"],
+        height=info["height"],
+    )
     return scene, info
 
 
@@ -66,7 +81,9 @@ def test_every_clap_sounds_in_the_slot_of_its_contact_frame(built):
                 continue
             slot = math.floor(rel * 30 + 1e-9)  # the slot whose 1/30 s holds the contact instant
             jumps = {j: level[j] / level[j - 1] for j in range(slot - 3, slot + 4)}
-            assert max(jumps, key=jumps.get) == slot, f"{row.origin}: clap at {t:.3f} s lands in slot {max(jumps, key=jumps.get)}, not {slot}"
+            assert max(jumps, key=jumps.get) == slot, (
+                f"{row.origin}: clap at {t:.3f} s lands in slot {max(jumps, key=jumps.get)}, not {slot}"
+            )
             checked += 1
     assert checked >= 6
 
@@ -84,7 +101,9 @@ def test_clip_frame_j_shows_the_source_frame_on_screen_at_start_plus_j_over_30(b
         def small(img: np.ndarray) -> np.ndarray:  # grey, 143 px: enough to tell neighbouring frames apart
             return cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (143, 143), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-        source = [small(cv2.resize(f[y0 : y0 + side, x0 : x0 + side], (286, 286), interpolation=cv2.INTER_AREA)) for f in scene.frames()]
+        source = [
+            small(cv2.resize(f[y0 : y0 + side, x0 : x0 + side], (286, 286), interpolation=cv2.INTER_AREA)) for f in scene.frames()
+        ]
         frames = decode_clip_video(clips[row.key]["mp4"])
         assert frames.shape == (120, 286, 286, 3)
         for j in range(0, 120, 2):

@@ -15,8 +15,10 @@ def test_shipped_targets_are_the_papers_four_and_differ_where_scenes_do():
 
 def test_user_target_from_toml_starts_from_its_base(tmp_path):
     path = tmp_path / "t.toml"
-    path.write_text('[targets.drums]\nbase = "hand"\ndescription = "a drum kit"\nav_sync_min = 0.5\nav_lag_max_frames = 4\n'
-                    '[targets.sea]\ncamera_shift_max = 1\n')
+    path.write_text(
+        '[targets.drums]\nbase = "hand"\ndescription = "a drum kit"\nav_sync_min = 0.5\nav_lag_max_frames = 4\n'
+        "[targets.sea]\ncamera_shift_max = 1\n"
+    )
     targets = load_targets(path)
     drums = targets["drums"]
     assert drums.av_sync_min == 0.5 and drums.av_lag_max_frames == 4

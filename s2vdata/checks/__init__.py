@@ -34,8 +34,18 @@ from s2vdata.targets import Target
 # Lags searched by measure_window; a target may accept fewer (av_lag_max_frames).
 MAX_LAG_FRAMES = 15
 
-CHECKS = ("audio_db", "motion", "scene_cut", "camera_shift", "av_sync", "av_lag_frames", "unrelated_audio", "speech",
-          "speech_unexplained", "music")
+CHECKS = (
+    "audio_db",
+    "motion",
+    "scene_cut",
+    "camera_shift",
+    "av_sync",
+    "av_lag_frames",
+    "unrelated_audio",
+    "speech",
+    "speech_unexplained",
+    "music",
+)
 SCORES = (*CHECKS, "av_align", "unrelated_onsets", "tonal_bed")
 # Bumped whenever a measure changes: build re-measures sidecars of another version.
 VERSION = "11"
@@ -113,8 +123,16 @@ def _measure(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec) -> dict:
         "speech_unexplained": share(talking & still),
         "music": share(tonal & ~talking),
     }
-    curves = {"onset": onset, "motion": motion, "shift": shift, "cut": cut, "unexplained": unexplained,
-              "tonal_still": (tonal & still).astype(np.float32), "speech": voice, "tonal": tonal.astype(np.float32)}
+    curves = {
+        "onset": onset,
+        "motion": motion,
+        "shift": shift,
+        "cut": cut,
+        "unexplained": unexplained,
+        "tonal_still": (tonal & still).astype(np.float32),
+        "speech": voice,
+        "tonal": tonal.astype(np.float32),
+    }
     return {
         "scores": {k: float(v) for k, v in scores.items()},
         "curves": {k: [round(float(x), 6) for x in v] for k, v in curves.items()},
@@ -134,7 +152,12 @@ def decide(scores: dict[str, float], target: Target) -> list[CheckResult]:
         ("camera_shift", target.camera_shift_max, False, "camera moves (pan, zoom or shake)"),
         ("av_sync", target.av_sync_min, True, "sound does not follow the motion"),
         ("av_lag_frames", float(target.av_lag_max_frames), False, "sound and motion align only at a lag beyond the target's"),
-        ("unrelated_audio", target.unrelated_audio_max, False, "sound unrelated to the motion (music, narration, off-screen events)"),
+        (
+            "unrelated_audio",
+            target.unrelated_audio_max,
+            False,
+            "sound unrelated to the motion (music, narration, off-screen events)",
+        ),
         ("speech", target.speech_max, False, "a voice: speech is sound unrelated to this target's motion"),
         ("speech_unexplained", target.speech_unexplained_max, False, "a voice while nothing moves (narrator, off-screen voice)"),
         ("music", target.music_max, False, "music: sustained tones that are not a voice"),

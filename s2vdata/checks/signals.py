@@ -57,8 +57,10 @@ def onset_envelope(audio: np.ndarray, *, hop: int = 1470, n_slots: int | None = 
     frames = np.lib.stride_tricks.as_strided(padded, shape=(n_sub + 1, win), strides=(sub * padded.itemsize, padded.itemsize))
     frames = frames * np.hanning(win)[None, :]
     # an FFT size with small factors: 734 = 2 x 367 (prime) is 3x slower than 736
-    mag = np.sqrt(np.abs(np.fft.rfft(frames, n=_fast_size(win), axis=1))) if _COMPRESSION == 0.5 else (
-        np.abs(np.fft.rfft(frames, n=_fast_size(win), axis=1)) ** _COMPRESSION
+    mag = (
+        np.sqrt(np.abs(np.fft.rfft(frames, n=_fast_size(win), axis=1)))
+        if _COMPRESSION == 0.5
+        else (np.abs(np.fft.rfft(frames, n=_fast_size(win), axis=1)) ** _COMPRESSION)
     )
     flux = np.maximum(np.diff(mag, axis=0), 0.0).sum(axis=1)  # (n_sub,)
     env = flux.reshape(n_slots, _SUBSLOTS).sum(axis=1)
@@ -121,7 +123,11 @@ def grey_frames(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:
         f = f.astype(np.float32)
     scale = np.float32(1.0 / 255.0) if f.dtype == np.uint8 else np.float32(1.0)
     if f.ndim == 4 and f.shape[3] == 3:
-        g = grey_u8(f) if f.dtype == np.uint8 else np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in f])  # noqa: E501
+        g = (
+            grey_u8(f)
+            if f.dtype == np.uint8
+            else np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in f])
+        )  # noqa: E501
     elif f.ndim == 4:
         g = f[..., 0]
     else:

@@ -104,7 +104,10 @@ def still_slots(motion: np.ndarray, *, near: int = NEAR_FRAMES) -> np.ndarray:
 
 
 def bed_share(tonal: np.ndarray, still: np.ndarray) -> float:
-    """Returns the share of still frames whose sound is tonal (music or voice over a picture where nothing moves), 0 if none is still."""
+    """Returns the share of still frames whose sound is tonal, 0 if none is still.
+
+    Tonal sound over a picture where nothing moves: music, or a voice.
+    """
     still = np.asarray(still, dtype=bool)
     if not still.any():
         return 0.0

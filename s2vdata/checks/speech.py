@@ -169,7 +169,9 @@ class _Vad:
         except (OSError, ValueError, KeyError, AttributeError, StopIteration, pickle.UnpicklingError, zipfile.BadZipFile) as e:
             raise SpeechModelMissing(f"{path}: silero-vad's weights cannot be read ({e}): reinstall, `{INSTALL}`") from e
         if bad:
-            raise SpeechModelMissing(f"{path}: silero-vad's weights have another layout than this check reads ({bad}): `{INSTALL}`")
+            raise SpeechModelMissing(
+                f"{path}: silero-vad's weights have another layout than this check reads ({bad}): `{INSTALL}`"
+            )
         self.basis = np.ascontiguousarray(w["stft_conv.weight"][:, 0, :].T)  # (256, 258): real then imaginary parts
         # each convolution as one (in, out) matrix per tap
         self.conv = {}
