@@ -223,12 +223,13 @@ class _Vad:
         c = np.zeros(128, np.float32)
         hs = np.empty((n, 128), np.float32)
         w_hh = self.w_hh
-        for t in range(n):
-            g = gates_in[t] + h @ w_hh  # torch's LSTMCell order: input, forget, cell, output gates
-            sig = 1.0 / (1.0 + np.exp(-g))
-            c = sig[128:256] * c + sig[:128] * np.tanh(g[256:384])
-            h = sig[384:] * np.tanh(c)
-            hs[t] = h
+        with np.errstate(over="ignore"):  # exp(-g) overflows to inf for a saturated gate: its sigmoid is then 0, exactly
+            for t in range(n):
+                g = gates_in[t] + h @ w_hh  # torch's LSTMCell order: input, forget, cell, output gates
+                sig = 1.0 / (1.0 + np.exp(-g))
+                c = sig[128:256] * c + sig[:128] * np.tanh(g[256:384])
+                h = sig[384:] * np.tanh(c)
+                hs[t] = h
         logit = np.maximum(hs, 0.0) @ self.head_w + self.head_b
         return _sigmoid(logit).astype(np.float32)
 
@@ -264,7 +265,8 @@ def _blas_setter():
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for a very negative x: the sigmoid is then 0, exactly
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def load_model() -> _Vad:
