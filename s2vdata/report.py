@@ -23,6 +23,7 @@ import json
 import logging
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -249,6 +250,48 @@ def _window_html(*, window: dict, kept: bool, failures: list[dict], work: Locati
     return "".join(parts)
 
 
+@dataclass
+class _Verdicts:
+    """What the manifest and the rejects file say, per source: its windows kept, its failures."""
+
+    order: list[str] = field(default_factory=list)  # sources as the CSVs list them, each once
+    origins: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, str] = field(default_factory=dict)
+    kept_slots: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    window_fails: dict[tuple[str, int], list[dict]] = field(default_factory=lambda: defaultdict(list))
+    source_fails: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def read(cls, kept_rows: pd.DataFrame, reject_rows: pd.DataFrame) -> _Verdicts:
+        """Returns the verdicts of a build from its manifest's rows and its rejects' rows."""
+        v = cls()
+        for r in kept_rows.to_dict("records"):
+            sid = r["source_id"]
+            v.order.append(sid)
+            v.origins.setdefault(sid, r.get("origin", ""))
+            v.kept_slots[sid].add(_slot(r["start_s"]))
+            v.splits[sid] = r.get("split", "")
+        for r in reject_rows.to_dict("records"):
+            sid = r["source_id"]
+            v.order.append(sid)
+            v.origins.setdefault(sid, r.get("origin", ""))
+            slot = _slot(r.get("start_s"))
+            (v.source_fails[sid] if slot is None else v.window_fails[(sid, slot)]).append(r)
+        v.order = list(dict.fromkeys(v.order))
+        return v
+
+
+@dataclass
+class _Tally:
+    """Counts over the windows shown, and what ties labels to this build's measures."""
+
+    windows: int = 0
+    kept: int = 0
+    by_check: Counter = field(default_factory=Counter)  # windows rejected, by first failing check
+    keys: Counter = field(default_factory=Counter)  # measure keys of the sidecars read
+    digests: dict[str, str] = field(default_factory=dict)  # per source, the digest of its windows' scores
+
+
 def write_report(
     *, target: str, data_dir: Location | Path | str, manifests_dir: Location | Path | str, out: Location | Path | str
 ) -> Path | Location:
@@ -265,79 +308,65 @@ def write_report(
     rejects_path = manifests_dir / f"{target}.rejects.csv"
     if not manifest_path.exists() and not rejects_path.exists():
         raise FileNotFoundError(f"no {manifest_path} or {rejects_path}: run `s2vdata build --target {target}` first")
-    kept_rows = _read_csv(manifest_path)
-    reject_rows = _read_csv(rejects_path)
+    verdicts = _Verdicts.read(_read_csv(manifest_path), _read_csv(rejects_path))
+    tally = _Tally()
     work = data_dir / "work" / target
+    sections = [_source_section(sid, verdicts=verdicts, tally=tally, work=work) for sid in verdicts.order]
+    page = _page(target=target, manifests_dir=manifests_dir, verdicts=verdicts, tally=tally, sections=sections)
+    if out.is_local:
+        out.path.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out.path if out.is_local else out
 
-    order: list[str] = []
-    origins: dict[str, str] = {}
-    kept_slots: dict[str, set[int]] = defaultdict(set)
-    splits: dict[str, str] = {}
-    for r in kept_rows.to_dict("records"):
-        sid = r["source_id"]
-        order.append(sid)
-        origins.setdefault(sid, r.get("origin", ""))
-        kept_slots[sid].add(_slot(r["start_s"]))
-        splits[sid] = r.get("split", "")
-    window_fails: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    source_fails: dict[str, list[dict]] = defaultdict(list)
-    for r in reject_rows.to_dict("records"):
-        sid = r["source_id"]
-        order.append(sid)
-        origins.setdefault(sid, r.get("origin", ""))
-        slot = _slot(r.get("start_s"))
-        (source_fails[sid] if slot is None else window_fails[(sid, slot)]).append(r)
-    order = list(dict.fromkeys(order))
 
-    n_windows = n_kept = 0
-    by_check: Counter = Counter()
-    sections = []
-    keys: Counter = Counter()
-    digests: dict[str, str] = {}
-    for sid in order:
-        sidecar = _load_sidecar(work / f"{sid}.json") or {}
-        windows = sidecar.get("windows") or []
-        if windows:
-            keys[key_digest(sidecar.get("key") or {})] += 1
-            digests[sid] = windows_digest(windows)
-        known = {_slot(w.get("start_s")) for w in windows}
-        # windows in the CSVs but not in a sidecar (deleted work folder): shown from the CSV rows alone
-        for slot in sorted((kept_slots[sid] | {s for (x, s) in window_fails if x == sid}) - known):
-            windows.append({"start_s": slot / 30})
-        windows.sort(key=lambda w: float(w.get("start_s", 0.0)))
-        blocks = []
-        kept_here = 0
-        for w in windows:
-            slot = _slot(w.get("start_s"))
-            kept = slot in kept_slots[sid]
-            fails = window_fails.get((sid, slot), [])
-            n_windows += 1
-            kept_here += kept
-            if fails:
-                by_check[fails[0]["check"]] += 1
-            blocks.append(_window_html(window=w, kept=kept, failures=fails, work=work, source_id=sid))
-        n_kept += kept_here
-        head = [f"<h2>{html.escape(sid)}</h2>", f'<div class="muted">{html.escape(origins.get(sid, ""))}</div>']
-        summary = f"{kept_here} of {len(windows)} windows kept"
-        if splits.get(sid):
-            summary += f", split {html.escape(splits[sid])}"
-        head.append(f"<p>{summary}</p>")
-        for f in source_fails.get(sid, []):
-            head.append(
-                f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
-                f"(threshold {_fmt(f['threshold'])}): {html.escape(f['reason'])}</p>"
-            )
-        sections.append("".join(head + blocks))
+def _source_section(sid: str, *, verdicts: _Verdicts, tally: _Tally, work: Location) -> str:
+    """Returns the HTML of one source: its head, then every window measured (counted into `tally`)."""
+    sidecar = _load_sidecar(work / f"{sid}.json") or {}
+    windows = sidecar.get("windows") or []
+    if windows:
+        tally.keys[key_digest(sidecar.get("key") or {})] += 1
+        tally.digests[sid] = windows_digest(windows)
+    known = {_slot(w.get("start_s")) for w in windows}
+    # windows in the CSVs but not in a sidecar (deleted work folder): shown from the CSV rows alone
+    listed = verdicts.kept_slots[sid] | {slot for (x, slot) in verdicts.window_fails if x == sid}
+    windows += [{"start_s": slot / 30} for slot in sorted(listed - known)]
+    windows.sort(key=lambda w: float(w.get("start_s", 0.0)))
+    blocks = []
+    kept_here = 0
+    for w in windows:
+        slot = _slot(w.get("start_s"))
+        kept = slot in verdicts.kept_slots[sid]
+        fails = verdicts.window_fails.get((sid, slot), [])
+        kept_here += kept
+        if fails:
+            tally.by_check[fails[0]["check"]] += 1
+        blocks.append(_window_html(window=w, kept=kept, failures=fails, work=work, source_id=sid))
+    tally.windows += len(windows)
+    tally.kept += kept_here
+    head = [f"<h2>{html.escape(sid)}</h2>", f'<div class="muted">{html.escape(verdicts.origins.get(sid, ""))}</div>']
+    summary = f"{kept_here} of {len(windows)} windows kept"
+    if verdicts.splits.get(sid):
+        summary += f", split {html.escape(verdicts.splits[sid])}"
+    head.append(f"<p>{summary}</p>")
+    for f in verdicts.source_fails.get(sid, []):
+        head.append(
+            f'<p class="fail">source rejected: <b>{html.escape(f["check"])}</b> = {_fmt(f["value"])} '
+            f"(threshold {_fmt(f['threshold'])}): {html.escape(f['reason'])}</p>"
+        )
+    return "".join(head + blocks)
 
-    rejected_sources = Counter(f["check"] for fs in source_fails.values() for f in fs[:1])
+
+def _page(*, target: str, manifests_dir: Location, verdicts: _Verdicts, tally: _Tally, sections: list[str]) -> str:
+    """Returns the whole page: totals, rejection counts, the labels bar, the sources, the build's identity, the script."""
+    rejected_sources = Counter(f["check"] for fs in verdicts.source_fails.values() for f in fs[:1])
     totals = (
-        f"<table><tr><th>sources</th><td>{len(order)}</td></tr>"
-        f"<tr><th>windows measured</th><td>{n_windows}</td></tr>"
-        f"<tr><th>windows kept (clips)</th><td>{n_kept}</td></tr>"
-        f"<tr><th>windows rejected</th><td>{n_windows - n_kept}</td></tr>"
+        f"<table><tr><th>sources</th><td>{len(verdicts.order)}</td></tr>"
+        f"<tr><th>windows measured</th><td>{tally.windows}</td></tr>"
+        f"<tr><th>windows kept (clips)</th><td>{tally.kept}</td></tr>"
+        f"<tr><th>windows rejected</th><td>{tally.windows - tally.kept}</td></tr>"
         f"<tr><th>sources rejected whole</th><td>{sum(rejected_sources.values())}</td></tr></table>"
     )
-    counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in by_check.most_common() if v)
+    counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in tally.by_check.most_common() if v)
     source_counts = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rejected_sources.most_common())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     # what ties the labels to this build (s2vdata.calibrate checks it against the sidecars)
@@ -346,8 +375,8 @@ def write_report(
         "version": FORMAT_VERSION,
         "target": target,
         "stamp": stamp,
-        "key": keys.most_common(1)[0][0] if keys else "",
-        "sources": digests,
+        "key": tally.keys.most_common(1)[0][0] if tally.keys else "",
+        "sources": tally.digests,
     }
     identity = json.dumps(build, sort_keys=True).replace("</", "<\\/")
     labelbar = (
@@ -356,7 +385,7 @@ def write_report(
         "<kbd>&darr;</kbd>/<kbd>j</kbd> next, <kbd>&uarr;</kbd>/<kbd>p</kbd> previous, <kbd>k</kbd> keep, "
         "<kbd>r</kbd> reject, <kbd>u</kbd> clear, <kbd>d</kbd> download; or click the buttons</span></div>"
     )
-    page = (
+    return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>s2v report: {html.escape(target)}</title>'
         f"<style>{_CSS}</style></head><body>"
         f"<h1>s2v build report: target {html.escape(target)}</h1>"
@@ -380,7 +409,3 @@ def write_report(
         + f'<script type="application/json" id="s2v-build">{identity}</script><script>{_JS}</script>'
         + "</body></html>"
     )
-    if out.is_local:
-        out.path.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out.path if out.is_local else out
