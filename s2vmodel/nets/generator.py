@@ -48,6 +48,20 @@ class FiLM(nn.Module):
         return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
+def shrink(change: torch.Tensor, tau: float) -> torch.Tensor:
+    """Return the change soft-thresholded by tau (|x| <= tau -> 0, else x -/+ tau), with the identity's gradient.
+
+    A residual G's change of the input image is never exactly zero where nothing happens: a drift of a
+    hundredth of a grey level from frame to frame flips the rounding of a few pixels, and each flip is
+    motion (a spurious motion peak for AV-Align, a flicker in the video). The soft threshold makes small
+    changes exactly zero, so quiet frames are the input's pixels. The gradient passes straight through
+    (as if there were no threshold): an untrained residual G changes nothing, and a true threshold's zero
+    gradient inside it would keep it so.
+    """
+    shrunk = change - change.clamp(-tau, tau)
+    return change + (shrunk - change).detach()
+
+
 class UNetGenerator(nn.Module):
     """Image (B,3,H,W) + per-frame sound features (B,T,D) -> frames (B,T,3,H,W) in [-1, 1]."""
 
@@ -62,6 +76,7 @@ class UNetGenerator(nn.Module):
         residual: bool = False,
         residual_mode: str = "atanh",
         previous: bool = False,
+        deadzone: float = 0.0,
         channels: int = 3,
     ) -> None:
         super().__init__()
@@ -70,6 +85,9 @@ class UNetGenerator(nn.Module):
         self.residual = residual
         self.residual_mode = residual_mode
         self.previous = previous
+        if deadzone < 0 or (deadzone > 0 and not residual):
+            raise ValueError(f"deadzone {deadzone}: a deadzone needs a residual G and must be >= 0")
+        self.deadzone = deadzone
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
@@ -157,6 +175,12 @@ class UNetGenerator(nn.Module):
             return torch.tanh(out)
         # the clamp keeps atanh finite; the other modes clamp too, so an untrained G is the same in every mode
         base = base.clamp(-0.999, 0.999)
+        frames = self._changed(out, base=base)
+        if self.deadzone <= 0:
+            return frames
+        return base + shrink(frames - base, self.deadzone)
+
+    def _changed(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
         if self.residual_mode == "atanh":
             return torch.tanh(torch.atanh(base) + out)
         if self.residual_mode == "linear":

@@ -1,0 +1,54 @@
+"""The residual G's deadzone (model.deadzone): small changes of the input become exactly none."""
+
+import pytest
+import torch
+
+from s2vmodel.config import ModelConfig
+from s2vmodel.model import S2VGenerator
+from s2vmodel.nets import UNetGenerator
+from s2vmodel.nets.generator import shrink
+
+
+def test_shrink_is_a_soft_threshold_with_the_identitys_gradient():
+    x = torch.tensor([-0.05, -0.03, -0.02, 0.0, 0.01, 0.03, 0.04], requires_grad=True)
+    y = shrink(x, 0.03)
+    assert torch.allclose(y, torch.tensor([-0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01]), atol=1e-7)
+    y.sum().backward()
+    # straight through: every element gets the gradient it would get without the threshold
+    assert torch.equal(x.grad, torch.ones(7))
+
+
+def _linear_g(*, deadzone: float, bias: float) -> UNetGenerator:
+    g = UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, residual_mode="linear", deadzone=deadzone)
+    torch.nn.init.constant_(g.out.bias, bias)  # the last layer's weights stay zero: the change is `bias` everywhere
+    return g.eval()
+
+
+def test_changes_inside_the_deadzone_leave_the_input_pixels_and_larger_ones_shrink():
+    image = torch.rand(1, 3, 16, 16) * 1.6 - 0.8
+    feats = torch.randn(1, 5, 4)
+    still = _linear_g(deadzone=0.03, bias=0.02)(image, feats)
+    assert torch.equal(still, image[:, None].expand_as(still))  # bit for bit: quiet frames are the input itself
+    assert (still[:, 1:] == still[:, :-1]).all()  # no frame-to-frame motion at all
+    moved = _linear_g(deadzone=0.03, bias=0.05)(image, feats)
+    assert torch.allclose(moved - image[:, None], torch.full_like(moved, 0.02), atol=1e-6)
+    # without the deadzone the same small change passes unchanged
+    plain = _linear_g(deadzone=0.0, bias=0.02)(image, feats)
+    assert torch.allclose(plain - image[:, None], torch.full_like(plain, 0.02), atol=1e-6)
+
+
+def test_a_g_whose_changes_are_all_inside_the_deadzone_still_learns():
+    g = _linear_g(deadzone=0.03, bias=0.0).train()
+    image = torch.zeros(2, 3, 16, 16)
+    out = g(image, torch.randn(2, 3, 4))
+    (out - 0.5).abs().mean().backward()  # the target is far outside the deadzone
+    assert g.out.bias.grad is not None and (g.out.bias.grad < 0).all()  # pulled up towards it
+
+
+def test_deadzone_needs_a_residual_g_and_is_in_the_config():
+    with pytest.raises(ValueError, match="deadzone"):
+        UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=False, deadzone=0.03)
+    with pytest.raises(ValueError, match="deadzone"):
+        UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, deadzone=-0.1)
+    model = S2VGenerator(ModelConfig(ngf=4, g_depth=2, se_hidden=4, residual=True, deadzone=0.03))
+    assert model.generator.deadzone == 0.03
