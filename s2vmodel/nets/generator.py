@@ -10,7 +10,8 @@ instance norm would be subtracted out again.
 
 With `previous`, the encoder also sees the frame before each frame (the paper's recursive
 extension): it then runs once per frame on (image, previous frame), 6 channels, and a
-residual output is a change of the previous frame instead of the input image.
+residual output is a change of the previous frame instead of the input image (or, with
+`previous_base=False`, still of the input image: the previous frame is then context only).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class UNetGenerator(nn.Module):
         residual: bool = False,
         residual_mode: str = "atanh",
         previous: bool = False,
+        previous_base: bool = True,
         deadzone: float = 0.0,
         channels: int = 3,
     ) -> None:
@@ -85,6 +87,7 @@ class UNetGenerator(nn.Module):
         self.residual = residual
         self.residual_mode = residual_mode
         self.previous = previous
+        self.previous_base = previous_base
         if deadzone < 0 or (deadzone > 0 and not residual):
             raise ValueError(f"deadzone {deadzone}: a deadzone needs a residual G and must be >= 0")
         self.deadzone = deadzone
@@ -135,8 +138,10 @@ class UNetGenerator(nn.Module):
         if self.previous:
             if previous is None:
                 raise ValueError("this generator also sees the previous frame: pass `previous` (B, T, 3, H, W)")
-            base = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
-            x = torch.cat([image.unsqueeze(1).expand_as(previous).reshape_as(base), base], dim=1)  # (B*T, 6, H, W)
+            before = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
+            images = image.unsqueeze(1).expand_as(previous).reshape_as(before)  # (B*T, 3, H, W)
+            x = torch.cat([images, before], dim=1)  # (B*T, 6, H, W)
+            base = before if self.previous_base else images
             per_clip = 1  # encoder maps are already per frame
         else:
             base, x, per_clip = image, image, T
