@@ -32,7 +32,7 @@ class ModelConfig:
     previous_frame: bool = (
         False  # G also sees the frame before each frame (its own, when generating): the paper's recursive extension
     )
-    deadzone: float = 0.0  # residual G: changes of the base up to this size ([-1, 1] scale) are set to 0 (see nets.shrink)
+    deadzone: float = 0.0  # residual G, generating: changes of the base up to this size ([-1, 1] scale) become 0 (see nets)
     previous_base: bool = True  # with previous_frame: a residual G changes the previous frame (true) or the input image
     ndf: int = 64  # discriminator base channels (MoCoGAN: 64-128-256)
     d_norm: str = "batch"  # discriminator normalisation: batch (MoCoGAN) | instance | spectral | none
