@@ -70,7 +70,8 @@ def cost_lines(cost: RunCost, *, preset: str) -> list[str]:
 @app.command()
 def train(
     manifests: Annotated[
-        list[str], typer.Argument(help="Manifest CSV(s) written by `s2vdata build`: a path or a URL (s3://bucket/manifests/hand.csv).")
+        list[str],
+        typer.Argument(help="Manifest CSV(s) written by `s2vdata build`: a path or a URL (s3://bucket/manifests/hand.csv)."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run folder (config.json, checkpoints/, metrics.jsonl, samples/).")] = Path(
         "runs/train"
@@ -236,7 +237,9 @@ def generate(
 
 @app.command()
 def evaluate(
-    manifest: Annotated[str, typer.Argument(help="Manifest CSV written by `s2vdata build`: a path or a URL (s3://bucket/manifests/hand.csv).")],
+    manifest: Annotated[
+        str, typer.Argument(help="Manifest CSV written by `s2vdata build`: a path or a URL (s3://bucket/manifests/hand.csv).")
+    ],
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", exists=True, dir_okay=False, help="A checkpoint .pt of `s2vmodel train`.")
     ],

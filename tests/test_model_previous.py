@@ -8,7 +8,9 @@ from s2vmodel.nets import UNetGenerator
 
 
 def _g(*, previous_base: bool, bias: float = 0.1) -> UNetGenerator:
-    g = UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, residual_mode="linear", previous=True, previous_base=previous_base)
+    g = UNetGenerator(
+        feat_dim=4, ngf=4, depth=2, residual=True, residual_mode="linear", previous=True, previous_base=previous_base
+    )
     torch.nn.init.constant_(g.out.bias, bias)  # zero last-layer weights: the change is `bias` at every pixel
     return g.eval()
 
