@@ -353,8 +353,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
             (t, p): pool.submit(train_and_evaluate, t, p, manifest=manifests[t], work=work, split=splits[t])
+            for p in presets  # every target's first preset before any target's second: the bars come first
             for t in targets
-            for p in runs[t]
+            if p in runs[t]
         }
         done = {key: future.result() for key, future in futures.items()}
     sections = []
