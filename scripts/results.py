@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -346,13 +347,23 @@ def main() -> None:
     work = args.work.resolve()
     presets = args.presets.split(",")
     targets = args.targets.split(",")
-    manifests = {t: build_data(t, work=work, seed=args.seed, count=args.count) for t in targets}
-    splits = {t: split_of(m) for t, m in manifests.items()}
     runs = {t: [p for p in presets if p in ONLY.get(t, presets)] for t in targets}
+    manifests: dict[str, Path] = {}
+    splits: dict[str, str] = {}
+    locks = {t: threading.Lock() for t in targets}
+
+    def job(target: str, preset: str) -> dict:
+        # a target's data is built once, by the first of its runs to start (the others wait for it)
+        with locks[target]:
+            if target not in manifests:
+                manifests[target] = build_data(target, work=work, seed=args.seed, count=args.count)
+                splits[target] = split_of(manifests[target])
+        return train_and_evaluate(target, preset, manifest=manifests[target], work=work, split=splits[target])
+
     # every (target, preset) run is its own pair of processes (train, evaluate): run `jobs` of them at a time
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
-            (t, p): pool.submit(train_and_evaluate, t, p, manifest=manifests[t], work=work, split=splits[t])
+            (t, p): pool.submit(job, t, p)
             for p in presets  # every target's first preset before any target's second: the bars come first
             for t in targets
             if p in runs[t]

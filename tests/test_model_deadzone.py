@@ -45,10 +45,15 @@ def test_training_sees_the_changes_unthresholded_so_the_l1_keeps_pulling_them_to
         assert torch.equal(g(image, torch.randn(2, 3, 4)), torch.zeros(2, 3, 3, 16, 16))
 
 
-def test_deadzone_needs_a_residual_g_and_is_in_the_config():
-    with pytest.raises(ValueError, match="deadzone"):
-        UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=False, deadzone=0.03)
+def test_deadzone_is_in_the_config_and_leaves_a_plain_g_alone():
     with pytest.raises(ValueError, match="deadzone"):
         UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=True, deadzone=-0.1)
     model = S2VGenerator(ModelConfig(ngf=4, g_depth=2, se_hidden=4, residual=True, deadzone=0.03))
     assert model.generator.deadzone == 0.03
+    # a G that is not residual makes whole frames, not changes: the deadzone has nothing to act on
+    plain = UNetGenerator(feat_dim=4, ngf=4, depth=2, residual=False, deadzone=0.03).eval()
+    torch.nn.init.zeros_(plain.out.weight)
+    torch.nn.init.constant_(plain.out.bias, 0.01)
+    with torch.no_grad():
+        out = plain(torch.zeros(1, 3, 16, 16), torch.randn(1, 2, 4))
+    assert torch.allclose(out, torch.full_like(out, torch.tanh(torch.tensor(0.01)).item()), atol=1e-6)

@@ -79,9 +79,9 @@ class UNetGenerator(nn.Module):
         self.residual_mode = residual_mode
         self.previous = previous
         self.previous_base = previous_base
-        if deadzone < 0 or (deadzone > 0 and not residual):
-            raise ValueError(f"deadzone {deadzone}: a deadzone needs a residual G and must be >= 0")
-        self.deadzone = deadzone
+        if deadzone < 0:
+            raise ValueError(f"deadzone {deadzone}: must be >= 0 (0 = off)")
+        self.deadzone = deadzone  # a change of the base: only a residual G has one
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
