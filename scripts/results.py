@@ -364,9 +364,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
             (t, p): pool.submit(job, t, p)
-            for p in presets  # every target's first preset before any target's second: the bars come first
-            for t in targets
-            if p in runs[t]
+            for t in targets  # a target's runs one after the other, so a stopped run leaves whole comparisons
+            for p in runs[t]
         }
         done = {key: future.result() for key, future in futures.items()}
     sections = []
