@@ -31,6 +31,8 @@ class S2VGenerator(nn.Module):
             residual=config.residual,
             residual_mode=config.residual_mode,
             previous=config.previous_frame,
+            previous_base=config.previous_base,
+            deadzone=config.deadzone,
         )
 
     def encode_sound(self, spec: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ instance norm would be subtracted out again.
 
 With `previous`, the encoder also sees the frame before each frame (the paper's recursive
 extension): it then runs once per frame on (image, previous frame), 6 channels, and a
-residual output is a change of the previous frame instead of the input image.
+residual output is a change of the previous frame instead of the input image (or, with
+`previous_base=False`, still of the input image: the previous frame is then context only).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class FiLM(nn.Module):
         return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
+def shrink(change: torch.Tensor, tau: float) -> torch.Tensor:
+    """Return the change soft-thresholded by tau: |x| <= tau -> 0, else x -/+ tau."""
+    return change - change.clamp(-tau, tau)
+
+
 class UNetGenerator(nn.Module):
     """Image (B,3,H,W) + per-frame sound features (B,T,D) -> frames (B,T,3,H,W) in [-1, 1]."""
 
@@ -62,6 +68,8 @@ class UNetGenerator(nn.Module):
         residual: bool = False,
         residual_mode: str = "atanh",
         previous: bool = False,
+        previous_base: bool = True,
+        deadzone: float = 0.0,
         channels: int = 3,
     ) -> None:
         super().__init__()
@@ -70,6 +78,10 @@ class UNetGenerator(nn.Module):
         self.residual = residual
         self.residual_mode = residual_mode
         self.previous = previous
+        self.previous_base = previous_base
+        if deadzone < 0:
+            raise ValueError(f"deadzone {deadzone}: must be >= 0 (0 = off)")
+        self.deadzone = deadzone  # a change of the base: only a residual G has one
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
@@ -117,8 +129,10 @@ class UNetGenerator(nn.Module):
         if self.previous:
             if previous is None:
                 raise ValueError("this generator also sees the previous frame: pass `previous` (B, T, 3, H, W)")
-            base = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
-            x = torch.cat([image.unsqueeze(1).expand_as(previous).reshape_as(base), base], dim=1)  # (B*T, 6, H, W)
+            before = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
+            images = image.unsqueeze(1).expand_as(previous).reshape_as(before)  # (B*T, 3, H, W)
+            x = torch.cat([images, before], dim=1)  # (B*T, 6, H, W)
+            base = before if self.previous_base else images
             per_clip = 1  # encoder maps are already per frame
         else:
             base, x, per_clip = image, image, T
@@ -157,6 +171,18 @@ class UNetGenerator(nn.Module):
             return torch.tanh(out)
         # the clamp keeps atanh finite; the other modes clamp too, so an untrained G is the same in every mode
         base = base.clamp(-0.999, 0.999)
+        frames = self._changed(out, base=base)
+        # The deadzone acts when generating only. A residual G's change is never exactly zero where nothing
+        # happens: a drift of a hundredth of a grey level flips the rounding of a few pixels from frame to frame,
+        # and every flip is motion (a spurious motion peak for AV-Align, a flicker in the video); below tau the
+        # frame is the base's pixels. Trained through the threshold, G drifted instead: inside it the L1's gradient
+        # no longer depends on the change, so small changes walk at random until they leave it (hand val: no
+        # still frame left, AV-Align 0.10 where the same threshold on a G trained without it gave 0.18).
+        if self.deadzone <= 0 or self.training:
+            return frames
+        return base + shrink(frames - base, self.deadzone)
+
+    def _changed(self, out: torch.Tensor, *, base: torch.Tensor) -> torch.Tensor:
         if self.residual_mode == "atanh":
             return torch.tanh(torch.atanh(base) + out)
         if self.residual_mode == "linear":
