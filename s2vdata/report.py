@@ -44,7 +44,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.2em .5em;font-size:.9em;text-align:left}
-table.scores td,table.scores th{font-size:.75em;padding:.1em .35em}
+table.scores{display:block;max-width:100%;overflow-x:auto}table.scores td,table.scores th{font-size:.75em;padding:.1em .35em}
 .kept{border-left:6px solid #2a9d47}.rejected{border-left:6px solid #c8372d}
 .window{margin:.8em 0;padding:.4em .8em;background:#fafafa}.window img{display:block;max-width:100%;margin:.3em 0}
 .fail{color:#c8372d}.ok{color:#2a9d47}.muted{color:#777;font-size:.85em}
