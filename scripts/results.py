@@ -322,6 +322,10 @@ def write_results(path: Path, *, sections: list[str], args: argparse.Namespace) 
     if READING[0] in old and READING[1] in old:
         reading = old[old.index(READING[0]) : old.index(READING[1]) + len(READING[1])]
     command = f"python scripts/results.py --work WORK --seed {args.seed} --count {args.count} --jobs {args.jobs}"
+    if args.targets != ",".join(TARGETS):
+        command += f" --targets {args.targets}"
+    if args.presets != ",".join(PRESETS):
+        command += f" --presets {args.presets}"
     head = [
         "# Results: the tiny presets on synthetic data",
         "",

@@ -153,7 +153,7 @@ def test_blend_paints_content_over_its_share():
 
 
 def test_with_the_previous_frame_each_frame_follows_its_predecessor():
-    # no deadzone: it would zero the constant change of 0.01 this test adds
+    # deadzone 0: the tiny preset's would hold back the 0.01 steps this test follows
     model = S2VGenerator(tiny_model_config(residual=True, residual_mode="linear", previous_frame=True, deadzone=0.0)).eval()
     assert model.generator.down[0][0].in_channels == 6
     image = torch.rand(1, 3, 64, 64) * 2 - 1
