@@ -331,8 +331,9 @@ def write_results(path: Path, *, sections: list[str], args: argparse.Namespace) 
         "",
         f"Written by `{command}` (every table, strip and curve below; only the reading",
         "at the end is written by hand). The presets were tuned on the val splits; every number here is",
-        "from the test split, evaluated once (see [model.md](model.md#protocol) for how the measures and the",
-        "protocol work). Machine: 2 CPU cores, no GPU, shared with other jobs while the runs trained.",
+        "from the test split, evaluated once: the measures are in",
+        "[model.md](model.md#evaluation-s2vmodel-evaluate-and-the-protocol), the val tuning runs in",
+        "[model.md](model.md#tuning-val-splits-only). Machine: 2 CPU cores, no GPU, shared with other jobs.",
         "",
     ]
     path.write_text("\n".join(head + sections + ["## Reading", "", reading, ""]))
