@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from s2vdata.checks import CHECKS
 from s2vdata.csvtext import to_csv
 from s2vdata.storage import Location
 
@@ -31,20 +32,7 @@ COLUMNS = [
     "group_id",
 ]
 # score columns, in this order, after COLUMNS (measure_window may add more: they follow, sorted)
-SCORE_COLUMNS = [
-    "audio_db",
-    "motion",
-    "scene_cut",
-    "camera_shift",
-    "av_sync",
-    "av_lag_frames",
-    "unrelated_audio",
-    "speech",
-    "speech_unexplained",
-    "music",
-    "decode_errors",
-    "audio_gap_ms",
-]
+SCORE_COLUMNS = [*CHECKS, "decode_errors", "audio_gap_ms"]
 REJECT_COLUMNS = ["source_id", "origin", "start_s", "check", "value", "threshold", "reason"]
 
 

@@ -44,17 +44,31 @@ def s3_server() -> Iterator[dict]:
         proc.wait(timeout=10)
 
 
-def make_bucket(env: dict, name: str) -> None:
-    """Creates a bucket on the server `env` points at."""
-    import s3fs
-
+@contextlib.contextmanager
+def environ(env: dict) -> Iterator[dict]:
+    """Sets `env` in this process's environment, yields it, then puts back what was there."""
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        s3fs.S3FileSystem(skip_instance_cache=True).mkdir(name)
+        yield env
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def s3_environ() -> Iterator[dict]:
+    """Yields the environment of a fresh local S3 server, set in this process while it runs."""
+    with s3_server() as env, environ(env):
+        yield env
+
+
+def make_bucket(env: dict, name: str) -> None:
+    """Creates a bucket on the server `env` points at."""
+    import s3fs
+
+    with environ(env):
+        s3fs.S3FileSystem(skip_instance_cache=True).mkdir(name)

@@ -8,7 +8,6 @@ loopback HTTP server serves good and broken URLs. Nothing touches the internet.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from s2vdata.registry import Registry
 from s2vdata.storage import Location
 
 from fetchserver import FetchServer, make_video
-from s3server import make_bucket, s3_server
+from s3server import make_bucket, s3_environ
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -32,17 +31,8 @@ COOKIE = "session=secret42"
 @pytest.fixture(scope="module")
 def s3():
     """The environment of a local S3 server, set in this process for the module's tests."""
-    with s3_server() as env:
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with s3_environ() as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

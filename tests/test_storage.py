@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from s2vdata.cli import app
 
 from flashclick import lenient_targets, make_source
-from s3server import make_bucket, s3_server
+from s3server import make_bucket, s3_environ
 
 runner = CliRunner()
 S2VDATA = [sys.executable, "-m", "s2vdata.cli"]
@@ -41,17 +41,8 @@ def run(*args, cwd: Path):
 @pytest.fixture(scope="module")
 def s3():
     """The environment of a local S3 server, set in this process for the module's tests."""
-    with s3_server() as env:
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with s3_environ() as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
