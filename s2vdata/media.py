@@ -222,10 +222,14 @@ class _Decoder:
 
     def _frames(self, container, stream):
         t = 0.0
+        # a demuxed packet's time base is its stream's: its ints once, not a Fraction per packet (int / int is exact
+        # to the float, as float(Fraction) is)
+        tb = stream.time_base
+        num, den = (tb.numerator, tb.denominator) if tb else (None, None)
         try:
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.time_base is not None:
-                    t = float(packet.pts * packet.time_base)
+                if packet.pts is not None and num is not None:
+                    t = packet.pts * num / den
                 try:
                     frames = packet.decode()
                 except (av.FFmpegError, ValueError) as e:
@@ -325,6 +329,7 @@ class _AudioCursor:
         if not self.container.streams.audio:
             raise MediaError(path, "no audio stream")
         self.stream = self.container.streams.audio[0]
+        self._tick = float(self.stream.time_base) if self.stream.time_base else 0.0
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="audio")
         self._frames = iter(self.decoder)
         self._chunks: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample index, samples)
@@ -360,7 +365,8 @@ class _AudioCursor:
 
     def _emit(self, frames: list) -> None:
         for out in frames:
-            samples = out.to_ndarray().reshape(-1)
+            # the resampler's output is packed float mono: its one plane is the samples (to_ndarray stacks planes)
+            samples = np.frombuffer(out.planes[0], np.float32, count=out.samples).copy()
             if samples.size:
                 start = self._seg_out0 + self._seg_out
                 self._chunks.append((start, samples))
@@ -373,9 +379,9 @@ class _AudioCursor:
 
     def _tolerance(self, frame: av.AudioFrame) -> float:
         """Returns how far (s) a frame's time may be from where the previous one ended and still follow it."""
-        # a timestamp is exact to one tick of its time base (Matroska keeps milliseconds), plus half a sample
-        tick = float(frame.time_base) if frame.time_base else 0.0
-        return tick + 0.5 / frame.sample_rate
+        # a timestamp is exact to one tick of its time base (Matroska keeps milliseconds), plus half a sample;
+        # a decoded frame's time base is its stream's
+        return self._tick + 0.5 / frame.sample_rate
 
     def _take(self, frame: av.AudioFrame) -> None:
         t = None if frame.time is None else float(frame.time)
@@ -395,14 +401,15 @@ class _AudioCursor:
             return
         sr = frame.sample_rate
         off = t - (self._seg_t0 + self._seg_in / sr)
+        tolerance = self._tolerance(frame)
         if off > _REANCHOR_S:
             self.gaps.append((t - off, off))
             self._new_run(frame, t)
-        elif off > self._tolerance(frame):
+        elif off > tolerance:
             silence = round(off * sr)
             self.gaps.append((t - off, silence / sr))
             self._feed(_audio_frame_like(frame, None, samples=silence, pts_time=t - off))
-        elif off < -self._tolerance(frame):
+        elif off < -tolerance:
             drop = min(round(-off * sr), frame.samples)
             self.gaps.append((t, -drop / sr))
             if drop == frame.samples:
@@ -611,9 +618,15 @@ def _yuv_frame(img: np.ndarray) -> av.VideoFrame:
         i420[w * h * 5 // 4 :].reshape(h // 2, w // 2),
     )
     for plane, data in zip(frame.planes, planes):
-        pad = plane.line_size - data.shape[1]
-        padded = np.pad(data, ((0, 0), (0, pad)), mode="edge") if pad else data
-        plane.update(np.ascontiguousarray(padded).tobytes())
+        rows, width = data.shape
+        if plane.line_size == width:
+            plane.update(data)
+            continue
+        # the line padding repeats each row's last byte (what np.pad's "edge" gives, without its cost)
+        padded = np.empty((rows, plane.line_size), np.uint8)
+        padded[:, :width] = data
+        padded[:, width:] = data[:, -1:]
+        plane.update(padded)
     return frame
 
 
