@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 import traceback
 from collections import deque
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 
 from s2vdata.jobs import SourceJob, SourceOutcome, failed
+from s2vdata.media import set_threads
 from s2vdata.worker import process_source
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,19 @@ def run_jobs(
     yield from _run_pool(work, processes=jobs)
 
 
-def _worker_main(conn) -> None:
-    """A worker process: runs the jobs the driver sends until it sends None."""
+def _cores() -> int:
+    """Returns the cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_main(conn, threads: int = 0) -> None:
+    """A worker process: runs the jobs the driver sends until it sends None; `threads`: FFmpeg's threads per decoder."""
     # Ctrl-C goes to the whole process group: the driver decides what stops, not each worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_threads(threads)
     while True:
         job = conn.recv()
         if job is None:
@@ -67,9 +78,9 @@ def _worker_main(conn) -> None:
 class _Worker:
     """One local worker process, the pipe to it, and the job it is on."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, threads: int = 0):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, threads), daemon=True)
         self.process.start()
         child.close()
         self.job: SourceJob | None = None
@@ -102,14 +113,17 @@ def _run_pool(work: list[SourceJob], *, processes: int) -> Iterator[SourceOutcom
     ctx = mp.get_context("spawn")
     queue = deque(work)
     attempts: dict[str, int] = {}
-    workers = [_Worker(ctx) for _ in range(min(processes, len(work)))]
+    # the cores shared out: with a worker per core, each decodes on one thread (FFmpeg's own threads would only
+    # add their overhead: docs/performance.md)
+    threads = max(1, _cores() // processes)
+    workers = [_Worker(ctx, threads) for _ in range(min(processes, len(work)))]
     try:
         while queue or any(w.job is not None for w in workers):
             for i, w in enumerate(workers):
                 if w.job is None and queue:
                     if not w.process.is_alive():
                         w.stop()
-                        workers[i] = w = _Worker(ctx)
+                        workers[i] = w = _Worker(ctx, threads)
                     w.job = queue.popleft()
                     attempts[w.job.source_id] = attempts.get(w.job.source_id, 0) + 1
                     try:
@@ -134,7 +148,7 @@ def _run_pool(work: list[SourceJob], *, processes: int) -> Iterator[SourceOutcom
                 job, how = w.job, _death(w.process)
                 w.job = None
                 w.stop()
-                workers[i] = _Worker(ctx)
+                workers[i] = _Worker(ctx, threads)
                 log.error("%s: worker process %s", job.path, how)
                 if attempts[job.source_id] < LOCAL_ATTEMPTS:
                     queue.appendleft(job)

@@ -44,6 +44,16 @@ _EPS = 1e-6
 # Containers that keep time in milliseconds (Matroska, WebM, FLV) round a frame at 80/30 s to
 # 2.667 s: a frame stamped up to half a millisecond after a grid instant is on screen at it.
 _TIMESTAMP_SLACK = 0.0006
+# Threads each decoder and each scaling graph may use (0: FFmpeg's choice, one per core). A build that runs one
+# worker per core sets 1: FFmpeg's threads then only add their own overhead (measured: -17 to -35% of the decode's
+# CPU, -27% of the scale's), while the other workers keep the cores busy. The pixels are the same either way.
+_THREADS = 0
+
+
+def set_threads(n: int) -> None:
+    """Sets the threads each video decoder and scaling graph of this process uses from now on (0: FFmpeg's choice)."""
+    global _THREADS
+    _THREADS = max(0, int(n))
 
 
 class MediaError(Exception):
@@ -172,6 +182,8 @@ class Squarer:
         # even offsets keep 4:2:0 chroma on its own samples
         x, y = (w - s) // 2 // 2 * 2, (h - s) // 2 // 2 * 2
         graph = av.filter.Graph()
+        if _THREADS:
+            graph.threads = _THREADS
         chain = [
             graph.add_buffer(width=w, height=h, format=frame.format.name, time_base=frame.time_base or Fraction(1, 30)),
             graph.add("crop", f"{s}:{s}:{x}:{y}"),
@@ -257,6 +269,8 @@ class _VideoCursor:
             raise MediaError(path, "no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        if _THREADS:
+            self.stream.codec_context.thread_count = _THREADS
         self.squarer = Squarer(size)
         self.decoder = _Decoder(self.container, self.stream, path=path, kind="video")
         self._frames = iter(self.decoder)
