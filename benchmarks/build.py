@@ -218,8 +218,10 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bare_decode(files: list[Path], *, jobs: int) -> float:
-    """Returns the wall time of the bare FFmpeg decode of the files, `jobs` files at a time."""
+def bare_decode(files: list[Path], *, jobs: int, one_thread: bool = False) -> float:
+    """Returns the wall time of the bare FFmpeg decode of the files, `jobs` files at a time (`one_thread`: its decoder
+    and filters on one thread each, as a build worker's when it runs one worker per core)."""
+    threads = ["-threads", "1", "-filter_threads", "1"] if one_thread else []
 
     def one(path: Path) -> None:
         subprocess.run(
@@ -227,6 +229,7 @@ def bare_decode(files: list[Path], *, jobs: int) -> float:
                 ffmpeg_exe(),
                 "-v",
                 "error",
+                *threads,
                 "-i",
                 str(path),
                 "-vf",

@@ -194,8 +194,8 @@ def _measure_file(job: SourceJob, source: Path) -> tuple[dict, int]:
             with GridReader(source, clip=job.settings.clip) as reader:
                 notes = {"first_slot": reader.first_slot}
                 fingerprint = _FingerprintTap(reader.first_slot, fps=job.settings.clip.fps)
-                for start, frames, audio in _windows(fingerprint.tap(reader.slots()), job.settings):
-                    window = _measure_window(reader, start=start, frames=frames, audio=audio, settings=job.settings)
+                for start, frames, audio, small in _windows(fingerprint.tap(reader.slots()), job.settings, shrunk=True):
+                    window = _measure_window(reader, start=start, frames=frames, audio=audio, small=small, settings=job.settings)
                     if cut_on_the_way and not judge([window], job.target)[0]:
                         sink.add(clip_key(job.source_id, start), _encode(frames, audio, job.settings))
                     out.add(window, sheet=_sheet(frames))
@@ -238,10 +238,12 @@ def _too_short(notes: dict, settings: BuildSettings) -> dict:
     }
 
 
-def _measure_window(reader: GridReader, *, start: int, frames: np.ndarray, audio: np.ndarray, settings: BuildSettings) -> dict:
+def _measure_window(
+    reader: GridReader, *, start: int, frames: np.ndarray, audio: np.ndarray, small: checks.SmallFrames, settings: BuildSettings
+) -> dict:
     """Returns one window's record: start, scores (the checks' and the decode's) and curves."""
     clip = settings.clip
-    m = checks.measure_window(frames, audio, clip=clip)
+    m = checks.measure_window(frames, audio, clip=clip, small=small)
     t0, t1 = start / clip.fps, (start + clip.frames) / clip.fps
     # a skipped packet damages what follows it until the next keyframe: look back a little
     m["scores"]["decode_errors"] = float(sum(t0 - 1.0 <= t < t1 for t in reader.error_times))
@@ -250,20 +252,22 @@ def _measure_window(reader: GridReader, *, start: int, frames: np.ndarray, audio
 
 
 def _windows(
-    slots: Iterator[Slot], settings: BuildSettings, *, only: set[int] | None = None
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yields (start slot, frames, audio) of every whole window in a stream of slots, as its last slot arrives.
+    slots: Iterator[Slot], settings: BuildSettings, *, only: set[int] | None = None, shrunk: bool = False
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, checks.SmallFrames | None]]:
+    """Yields (start slot, frames, audio, small frames) of every whole window in a stream of slots, as its last slot arrives.
 
     Windows start every stride from the first slot (overlapping strides fill
     several at once), or only at the start slots in `only`, and the stream
-    is left as soon as the last of those is whole. The arrays are reused:
-    use them before asking for the next window.
+    is left as soon as the last of those is whole. With `shrunk`, each frame
+    is also shrunk for the checks as it arrives (else small frames is None).
+    The arrays are reused: use them before asking for the next window.
     """
     clip = settings.clip
     n, spf, size = clip.frames, clip.samples_per_frame, clip.size
     stride = stride_slots(settings)
-    filling: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # start slot -> (frames, audio) being filled
-    spare: list[tuple[np.ndarray, np.ndarray]] = []
+    Arrays = tuple[np.ndarray, np.ndarray, checks.SmallFrames | None]
+    filling: dict[int, Arrays] = {}  # start slot -> (frames, audio, small frames) being filled
+    spare: list[Arrays] = []
     next_start = None
     for slot in slots:
         k = slot.index
@@ -273,15 +277,30 @@ def _windows(
             return
         if k == next_start:
             if only is None or k in only:
-                filling[k] = spare.pop() if spare else (np.empty((n, size, size, 3), np.uint8), np.empty(n * spf, np.float32))
+                filling[k] = (
+                    spare.pop()
+                    if spare
+                    else (
+                        np.empty((n, size, size, 3), np.uint8),
+                        np.empty(n * spf, np.float32),
+                        checks.SmallFrames(n, size=size) if shrunk else None,
+                    )
+                )
             next_start += stride
+        first: tuple[checks.SmallFrames, int] | None = None  # the window that shrank this slot's frame, and where
         for start in list(filling):
-            frames, audio = filling[start]
+            frames, audio, small = filling[start]
             i = k - start
             frames[i] = slot.frame
             audio[i * spf : (i + 1) * spf] = slot.audio
+            if small is not None:
+                if first is None:
+                    small.add(i, slot.frame)
+                    first = (small, i)
+                else:
+                    small.copy_from(i, *first)
             if i == n - 1:
-                yield start, frames, audio
+                yield start, frames, audio, small
                 spare.append(filling.pop(start))
 
 
@@ -402,7 +421,7 @@ def _complete_part(job: SourceJob, wanted: dict[str, int]) -> int:
     with tempfile.TemporaryDirectory(prefix="s2v-recut-") as tmp:
         recut = Location(Path(tmp) / f"{job.source_id}.recut.tar")
         with job.at(job.path).local() as source, ShardWriter(recut) as sink, GridReader(source, clip=job.settings.clip) as reader:
-            for start, frames, audio in _windows(reader.slots(), job.settings, only=missing):
+            for start, frames, audio, _ in _windows(reader.slots(), job.settings, only=missing):
                 sink.add(clip_key(job.source_id, start), _encode(frames, audio, job.settings))
         index = index_members(recut)
         have.update({k: (recut, index[k]) for k in wanted if k in index})

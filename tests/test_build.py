@@ -259,6 +259,9 @@ def test_overlapping_stride_cuts_the_same_clips_where_windows_coincide(reference
     assert sorted(set(df["start_s"].round(6))) == [0.0, 2.0, 4.0]
     both = df.merge(ref, on="clip_id", suffixes=("", "_ref"))
     assert len(both) == len(ref) and (both["sha256"] == both["sha256_ref"]).all()
+    # and the same scores: overlapping windows share each slot's frame shrunk once for the checks
+    for col in ("motion", "camera_shift", "scene_cut", "av_sync", "speech", "music"):
+        assert (both[col] == both[f"{col}_ref"]).all(), col
     assert run("build", "--target", "lenient", "--targets", "targets.toml", "--stride", "0.05", cwd=other).exit_code == 2
 
 
@@ -295,3 +298,19 @@ def test_without_a_terminal_a_build_prints_plain_progress_lines(reference, tmp_p
     assert len(lines) >= 6, res.output  # one per source, and the last
     assert lines[0].startswith("build lenient: 1/6 sources (17%)") and " left" in lines[0] and "sources/s" in lines[0]
     assert lines[-1].startswith("build lenient: 6/6 sources (100%)")
+
+
+def test_the_sources_with_the_most_work_start_first():
+    """A long 1080p source started last would run alone at the end of a build; unknown facts count as the most work."""
+    from types import SimpleNamespace
+
+    from s2vdata.build import longest_first
+
+    rows = {
+        "short360": {"duration_s": "10", "width": "640", "height": "360", "fps": "30"},
+        "long1080": {"duration_s": "20", "width": "1920", "height": "1080", "fps": "29.97"},
+        "mid720x60": {"duration_s": "12", "width": "1280", "height": "720", "fps": "60"},
+        "unknown": {"duration_s": "", "width": "", "height": "", "fps": ""},
+    }
+    jobs = [SimpleNamespace(source_id=k) for k in ("short360", "unknown", "mid720x60", "long1080")]
+    assert [j.source_id for j in longest_first(jobs, rows)] == ["unknown", "long1080", "mid720x60", "short360"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from s2vdata.checks import CHECKS, CheckResult, decide, measure_window
+from s2vdata.checks import CHECKS, CheckResult, SmallFrames, decide, measure_window
 from s2vdata.targets import get_target
 
 from checks_scenes import scene
@@ -81,6 +81,17 @@ def test_measure_window_takes_small_and_short_windows():
     m = measure_window(small, audio[: 40 * 1470])
     assert all(np.isfinite(v) for v in m["scores"].values())
     assert len(m["curves"]["onset"]) == 40
+
+
+@pytest.mark.parametrize("defect", [None, "pan", "cut"])
+def test_frames_shrunk_as_they_arrive_give_the_same_scores_and_curves(defect):
+    """The build shrinks each frame for the checks as it is decoded: the window's measures must not change."""
+    frames, audio, _ = scene(defect, strength=2.0, seed=3)
+    small = SmallFrames(len(frames), size=frames.shape[1])
+    for i, f in enumerate(frames):
+        small.add(i, f)
+    assert small.colour.shape == (len(frames), 143, 143, 3) and small.grey.shape == (len(frames), 143, 143)
+    assert measure_window(frames, audio, small=small) == measure_window(frames, audio)
 
 
 def test_measure_window_rejects_frames_that_are_not_rgb_uint8():

@@ -52,3 +52,23 @@ def test_a_long_hole_is_silence_and_costs_no_memory(tmp_path):
     assert after and len(starts) == len(events)
     for t, j in zip(events, starts):
         assert abs(j - round(t * CLIP.sample_rate)) <= 46, (t, j)
+
+
+def test_one_thread_per_decoder_gives_the_same_pixels(tmp_path):
+    """A build with a worker per core decodes and scales on one thread each: the frames must be the same bytes."""
+    from s2vdata import media
+
+    src = tmp_path / "s.mp4"
+    make_source(src, seconds=3.0, size=(1280, 720))
+
+    def frames():
+        with GridReader(src, clip=CLIP) as r:
+            return np.stack([s.frame for s in r.slots()])
+
+    default = frames()
+    media.set_threads(1)
+    try:
+        one = frames()
+    finally:
+        media.set_threads(0)
+    assert len(default) == 90 and np.array_equal(default, one)

@@ -26,7 +26,7 @@ import numpy as np
 from s2vdata.checks import music, speech
 from s2vdata.checks.camera import camera_shift
 from s2vdata.checks.cut import scene_cut
-from s2vdata.checks.signals import av_align, av_sync, grey_u8, motion_energy_grey, onset_envelope, shrink
+from s2vdata.checks.signals import av_align, av_sync, grey_u8, motion_energy_grey, onset_envelope, shrink, shrink_frame
 from s2vdata.checks.sound import audio_level_db, bed_share, motion_level, still_slots, unrelated_audio
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.targets import Target
@@ -62,7 +62,30 @@ class CheckResult:
     reason: str = ""
 
 
-def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP) -> dict:
+class SmallFrames:
+    """A window's frames shrunk and made grey one by one as they arrive (`add`), for `measure_window(..., small=)`.
+
+    The same pixels as measure_window's own shrinking of the whole window, for
+    half its cost: each frame is shrunk while it is still in the CPU's cache.
+    """
+
+    def __init__(self, frames: int, *, size: int):
+        probe = shrink_frame(np.zeros((size, size, 3), np.uint8))
+        self.colour = np.empty((frames, *probe.shape), np.uint8)
+        self.grey = np.empty((frames, *probe.shape[:2]), np.uint8)
+
+    def add(self, i: int, frame: np.ndarray) -> None:
+        """Shrinks frame i of the window, (size, size, 3) uint8 RGB."""
+        shrink_frame(frame, out=self.colour[i])
+        cv2.cvtColor(self.colour[i], cv2.COLOR_RGB2GRAY, dst=self.grey[i])
+
+    def copy_from(self, i: int, other: "SmallFrames", j: int) -> None:
+        """Takes frame j of another window as frame i of this one (overlapping windows share frames)."""
+        self.colour[i] = other.colour[j]
+        self.grey[i] = other.grey[j]
+
+
+def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CLIP, small: SmallFrames | None = None) -> dict:
     """Returns {"scores": {name: float}, "curves": {name: list[float]}} for one window, JSON-serialisable.
 
     frames: (T, H, W, 3) uint8 RGB (a clip: 120 x 286 x 286); audio: (n,) float32
@@ -73,7 +96,8 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
     (onset energy no motion explains), tonal_still (tones over a still
     picture), speech (voice probability), tonal (sustained tones, 0/1).
     Loads the voice model on first use (speech.SpeechModelMissing if it is
-    not installed).
+    not installed). `small`: the same frames already shrunk (SmallFrames),
+    else they are shrunk here; the scores are the same.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
@@ -83,15 +107,18 @@ def measure_window(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec = CL
     # one worker per core anyway
     cv2.setNumThreads(1)
     try:
-        return _measure(frames, audio, clip=clip)
+        return _measure(frames, audio, clip=clip, prepared=small)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _measure(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec) -> dict:
+def _measure(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec, prepared: SmallFrames | None) -> dict:
     n = len(frames)
-    small = shrink(frames)
-    grey = grey_u8(small)  # uint8: what the tracker and the edge finder read, and motion energy as /255
+    if prepared is None:
+        small = shrink(frames)
+        grey = grey_u8(small)  # uint8: what the tracker and the edge finder read, and motion energy as /255
+    else:
+        small, grey = prepared.colour[:n], prepared.grey[:n]
     motion = motion_energy_grey(grey)
     onset = onset_envelope(audio, hop=clip.samples_per_frame, n_slots=n)
     # shift in px at clip size: the tracker sees frames shrunk from the clip's side
