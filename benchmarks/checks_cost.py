@@ -121,7 +121,8 @@ def main() -> None:
         # alternated, best of each: on a shared machine a run's time moves by a quarter with the neighbours' load
         runs: dict[str, list[float]] = {"bare": [], "bare_cpu": [], "bare1_cpu": [], "wall": [], "cpu": []}
         checks: dict = {}
-        for _ in range(max(1, args.repeats)):
+        repeats = max(1, args.repeats)
+        for _ in range(repeats):
             cpu0 = children_cpu()
             runs["bare"].append(bare_decode(paths, jobs=1))
             cpu1 = children_cpu()
@@ -136,7 +137,7 @@ def main() -> None:
         checks["ms_per_window"] = round(1000 * checks["checks_wall_s"] / max(1, checks["windows"]), 1)
         row = {
             "sources": f"{len(paths)} x {60 * args.minutes:g} s {width}x{height} 30 fps",
-            "repeats": max(1, args.repeats),
+            "repeats": repeats,
             "bare_decode_s": round(bare, 2),
             "bare_decode_cpu_s": round(bare_cpu, 2),
             "bare_decode_one_thread_cpu_s": round(bare1_cpu, 2),

@@ -26,7 +26,16 @@ import numpy as np
 from s2vdata.checks import music, speech
 from s2vdata.checks.camera import camera_shift
 from s2vdata.checks.cut import scene_cut
-from s2vdata.checks.signals import av_align, av_sync, grey_u8, motion_energy_grey, onset_envelope, shrink, shrink_frame
+from s2vdata.checks.signals import (
+    av_align,
+    av_sync,
+    grey_u8,
+    motion_energy_grey,
+    onset_envelope,
+    shrink,
+    shrink_factor,
+    shrink_frame,
+)
 from s2vdata.checks.sound import audio_level_db, bed_share, motion_level, still_slots, unrelated_audio
 from s2vdata.config import CLIP, ClipSpec
 from s2vdata.targets import Target
@@ -70,9 +79,9 @@ class SmallFrames:
     """
 
     def __init__(self, frames: int, *, size: int):
-        probe = shrink_frame(np.zeros((size, size, 3), np.uint8))
-        self.colour = np.empty((frames, *probe.shape), np.uint8)
-        self.grey = np.empty((frames, *probe.shape[:2]), np.uint8)
+        _, (width, height) = shrink_factor(size, size)
+        self.colour = np.empty((frames, height, width, 3), np.uint8)
+        self.grey = np.empty((frames, height, width), np.uint8)
 
     def add(self, i: int, frame: np.ndarray) -> None:
         """Shrinks frame i of the window, (size, size, 3) uint8 RGB."""

@@ -80,6 +80,15 @@ def _fast_size(n: int) -> int:
         m += 1
 
 
+def shrink_factor(h: int, w: int, *, side: int = _MOTION_SIDE) -> tuple[int, tuple[int, int]]:
+    """Returns (k, (width, height)): the smallest integer factor that brings an h x w frame's longest side to at most
+    `side`, and the size it gives (the frame's own when k <= 1)."""
+    k = -(-max(h, w) // side)
+    if k <= 1:
+        return k, (w, h)
+    return k, (max(1, w // k), max(1, h // k))
+
+
 def shrink(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:
     """Returns the frames shrunk by the smallest integer factor that brings the longest side to at most `side`.
 
@@ -90,10 +99,9 @@ def shrink(frames: np.ndarray, *, side: int = _MOTION_SIDE) -> np.ndarray:
     if f.ndim not in (3, 4) or (f.ndim == 4 and f.shape[3] not in (1, 3)):
         raise ValueError(f"frames must be (T, H, W) or (T, H, W, 3), got shape {f.shape}")
     t, h, w = f.shape[:3]
-    k = -(-max(h, w) // side)
+    k, size = shrink_factor(h, w, side=side)
     if k <= 1 or t == 0:
         return f
-    size = (max(1, w // k), max(1, h // k))
     if h % k == 0 and w % k == 0:
         # the frames stacked into one tall picture: an area filter with an integer factor never mixes two frames,
         # so one call gives what a call per frame gives
@@ -110,14 +118,12 @@ def shrink_frame(frame: np.ndarray, *, side: int = _MOTION_SIDE, out: np.ndarray
     Shrinking each frame as it is decoded, while it is still in the CPU's
     cache, costs half of shrinking the whole window later.
     """
-    h, w = frame.shape[:2]
-    k = -(-max(h, w) // side)
+    k, size = shrink_factor(*frame.shape[:2], side=side)
     if k <= 1:
         if out is None:
             return frame.copy()
         out[...] = frame
         return out
-    size = (max(1, w // k), max(1, h // k))
     return cv2.resize(np.ascontiguousarray(frame), size, dst=out, interpolation=cv2.INTER_AREA)
 
 
