@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -208,6 +209,23 @@ def _trim(x: np.ndarray) -> np.ndarray:
     """Returns x without its leading and trailing near-silence (below -50 dB of its peak)."""
     loud = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (-50 / 20)) if len(x) else []
     return x[loud[0] : loud[-1] + 1] if len(loud) else x
+
+
+INSTALL = (
+    "apt-get install fretsonfire-songs-muldjord fretsonfire-songs-sectoid singularity-music hyperrogue-music "
+    "drascula-music fillets-ng-data fillets-ng-data-cs hedgewars-data espeak-ng alsa-utils"
+)
+
+
+def missing(split: str) -> str:
+    """Returns what is missing to draw the beds of a split, with the command that installs it ("" when nothing is)."""
+    if not shutil.which("espeak-ng"):
+        return f"espeak-ng (the speech synthesizer) is not installed: run `{INSTALL}`"
+    if not music_files(split):
+        return f"no {split} music recordings found (Debian's game soundtracks): run `{INSTALL}`"
+    if not any(how == "files" for how, _ in speakers(split)):
+        return f"no {split} voice recordings found (Debian's game voices, alsa-utils): run `{INSTALL}`"
+    return ""
 
 
 def bed(kind: str, split: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str]:

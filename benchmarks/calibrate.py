@@ -441,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(args.scores.read_text())
         records = doc["records"]
     else:
+        import beds  # benchmarks/beds.py: needs Debian's recordings only when scenes are measured
+
+        lacking = beds.missing(args.recordings)
+        if lacking:
+            sys.exit(f"calibrate: the recorded beds cannot be drawn: {lacking}")
         todo = tasks(seeds=args.seeds, file_seeds=args.files, base=args.base, recordings=args.recordings)
         t0 = time.time()
         records = []

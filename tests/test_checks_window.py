@@ -157,3 +157,26 @@ def test_a_camera_check_that_measured_nothing_fails_as_unmeasured():
     assert not result.passed and "was not measured" in result.reason
     # a view with nothing to track at all looks the same whatever the camera does: fixed
     assert camera_shift(np.full((60, 286, 286), 90, np.uint8))[0] == 0.0
+
+
+def test_the_cut_edges_taken_for_all_frames_at_once_are_each_frames_own():
+    """Gradients and dilation run on the frames stacked into one picture: no frame's edges may read its neighbours'."""
+    import cv2
+
+    from s2vdata.checks.cut import _Features
+
+    rng = np.random.default_rng(3)
+    grey = np.zeros((6, 40, 50), np.uint8)
+    grey[0] = rng.integers(0, 256, (40, 50))  # noise: edges everywhere, up to the borders
+    grey[1, :3] = 255  # a bright band on the top rows, next to the noise above it in the stack
+    grey[2, -2:] = 255  # and on the bottom rows
+    grey[3] = 255 - grey[0]
+    grey[4, 10:30, 10:40] = 200  # a plain rectangle
+    frames = np.repeat(grey[..., None], 3, axis=3)
+    feats = _Features(frames, grey)
+    kernel = np.ones((3, 3), np.uint8)
+    edges = np.stack([cv2.Canny(g, 40, 120) for g in grey])
+    grown = np.stack([cv2.dilate(e, kernel) for e in edges])
+    assert edges.any() and not edges[5].any()
+    assert np.array_equal(feats.edges, np.packbits(edges.reshape(6, -1), axis=1))
+    assert np.array_equal(feats.grown, np.packbits(grown.reshape(6, -1), axis=1))

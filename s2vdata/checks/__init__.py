@@ -57,7 +57,7 @@ CHECKS = (
 )
 SCORES = (*CHECKS, "av_align", "unrelated_onsets", "tonal_bed")
 # Bumped whenever a measure changes: build re-measures sidecars of another version.
-VERSION = "11"
+VERSION = "12"
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def _measure(frames: np.ndarray, audio: np.ndarray, *, clip: ClipSpec, prepared:
     }
     return {
         "scores": {k: float(v) for k, v in scores.items()},
-        "curves": {k: [round(float(x), 6) for x in v] for k, v in curves.items()},
+        "curves": {k: [round(x, 6) for x in np.asarray(v, dtype=np.float64).tolist()] for k, v in curves.items()},
     }
 
 

@@ -23,8 +23,13 @@ _SUSTAIN = 4  # consecutive slots (with overlap: ~0.26 s of sound) a peak must h
 _PARTIALS = 2  # sustained peaks a slot needs to count as tonal
 
 
-def slot_spectra(x16: np.ndarray, *, n_slots: int, slot_s: float, rate: int = 16_000) -> tuple[np.ndarray, float]:
-    """Returns (log10 power spectra (n_slots, bins) centred on each slot, Hz per bin) of 16 kHz mono sound."""
+def slot_spectra(
+    x16: np.ndarray, *, n_slots: int, slot_s: float, rate: int = 16_000, bins: slice = slice(None)
+) -> tuple[np.ndarray, float]:
+    """Returns (log10 power spectra (n_slots, bins) centred on each slot, Hz per bin) of 16 kHz mono sound.
+
+    `bins`: the bins wanted (all by default; the logarithm is the costly part).
+    """
     x = np.asarray(x16, dtype=np.float32)
     half = _N_FFT // 2
     centres = np.round((np.arange(n_slots) + 0.5) * slot_s * rate).astype(int)
@@ -33,15 +38,22 @@ def slot_spectra(x16: np.ndarray, *, n_slots: int, slot_s: float, rate: int = 16
     idx = centres[:, None] + np.arange(_N_FFT)[None, :]
     idx = np.clip(idx, 0, len(padded) - 1)
     frames = padded[idx] * np.hanning(_N_FFT).astype(np.float32)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    power = np.abs(np.fft.rfft(frames, axis=1)[:, bins]) ** 2
     return np.log10(power + 1e-20).astype(np.float32), rate / _N_FFT
 
 
-def sustained_peaks(logp: np.ndarray, *, bin_hz: float) -> np.ndarray:
-    """Returns per slot the number of spectral peaks in 150-5000 Hz that hold their frequency for 5 slots or more."""
+def band_bins(bin_hz: float, n_bins: int) -> slice:
+    """Returns the spectrum bins sustained_peaks reads: 150-5000 Hz and one bin either side."""
     lo = max(1, int(np.ceil(_HZ[0] / bin_hz)))
-    hi = min(logp.shape[1] - 1, int(_HZ[1] / bin_hz))
-    band = logp[:, lo - 1 : hi + 1]
+    hi = min(n_bins - 1, int(_HZ[1] / bin_hz))
+    return slice(lo - 1, hi + 1)
+
+
+def sustained_peaks(band: np.ndarray) -> np.ndarray:
+    """Returns per slot the number of spectral peaks that hold their frequency for 5 slots or more.
+
+    `band`: log10 power spectra (slots, bins) of the bins of band_bins (peaks are looked for between its end bins).
+    """
     local = cv2.blur(band, (_SPAN, 1), borderType=cv2.BORDER_REPLICATE)
     mid = band[:, 1:-1]
     peak = (mid >= band[:, :-2]) & (mid > band[:, 2:]) & (mid - local[:, 1:-1] > _PEAK_DB / 10.0)
@@ -67,5 +79,6 @@ def tonal_curve(x16: np.ndarray, *, n_slots: int, slot_s: float, rate: int = 16_
     """Returns a bool mask (n_slots,): slots whose sound holds at least 2 sustained partials (music, a held voice)."""
     if n_slots <= 0:
         return np.zeros(0, dtype=bool)
-    logp, bin_hz = slot_spectra(x16, n_slots=n_slots, slot_s=slot_s, rate=rate)
-    return sustained_peaks(logp, bin_hz=bin_hz) >= _PARTIALS
+    bins = band_bins(rate / _N_FFT, _N_FFT // 2 + 1)
+    band, _ = slot_spectra(x16, n_slots=n_slots, slot_s=slot_s, rate=rate, bins=bins)
+    return sustained_peaks(band) >= _PARTIALS

@@ -124,7 +124,8 @@ def shrink_frame(frame: np.ndarray, *, side: int = _MOTION_SIDE, out: np.ndarray
             return frame.copy()
         out[...] = frame
         return out
-    return cv2.resize(np.ascontiguousarray(frame), size, dst=out, interpolation=cv2.INTER_AREA)
+    # cv2 reads a frame with padded lines (a decoder's plane) as it is: no copy
+    return cv2.resize(frame, size, dst=out, interpolation=cv2.INTER_AREA)
 
 
 def grey_u8(frames: np.ndarray) -> np.ndarray:
