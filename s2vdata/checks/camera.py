@@ -94,13 +94,13 @@ def track_shifts(grey: np.ndarray, *, step: int = 1) -> tuple[np.ndarray, np.nda
             continue
         moved, status, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i + step], points, None, winSize=(9, 9), maxLevel=_LEVELS)
         ok = status[:, 0] == 1
-        if ok.sum() < _MIN_POINTS:
+        if np.count_nonzero(ok) < _MIN_POINTS:
             points = None
             continue
         src, dst = points[ok].reshape(-1, 2), moved[ok].reshape(-1, 2)
-        step_sq = ((dst - src) ** 2).sum(axis=1)
-        still = int((step_sq <= _STILL_PX**2).sum())
-        points = moved[ok].reshape(-1, 1, 2)
+        diff = dst - src
+        still = np.count_nonzero(diff[:, 0] * diff[:, 0] + diff[:, 1] * diff[:, 1] <= _STILL_PX**2)
+        points = dst.reshape(-1, 1, 2)
         if still >= _FIXED_PREFERENCE * len(src):
             # no fit can explain more points than were tracked: the fixed camera wins whatever RANSAC would find
             out[j] = 0.0
