@@ -125,7 +125,8 @@ def main() -> None:
         paths = [(args.out / f"cost-{height}p-{i}.mp4").resolve() for i in range(args.sources)]
         for i, p in enumerate(paths):
             scene_source(p, seconds=60 * args.minutes, width=width, height=height, seed=20 + i)
-        # alternated, best of each: on a shared machine a run's time moves by a quarter with the neighbours' load
+        # alternated, best of each (on a shared machine a run's time moves by a quarter with the neighbours' load),
+        # and the ratio of each repeat
         runs: dict[str, list[float]] = {"bare": [], "bare_cpu": [], "bare1_cpu": [], "wall": [], "cpu": []}
         checks: dict = {}
         repeats = max(1, args.repeats)
@@ -154,6 +155,14 @@ def main() -> None:
         row["checks_vs_bare"] = round(row["checks_wall_s"] / bare, 3)
         row["checks_cpu_vs_bare_cpu"] = round(row["checks_cpu_s"] / bare_cpu, 3)
         row["checks_cpu_vs_one_thread_bare_cpu"] = round(row["checks_cpu_s"] / bare1_cpu, 3)
+        # each repeat's own ratio: the machine's speed drifts between repeats (a decode's CPU moved by a third
+        # from one repeat to the next here), and a bare decode and the checks run right after each other see the same
+        ratios = sorted(c / b for c, b in zip(runs["cpu"], runs["bare_cpu"]))
+        row["checks_cpu_vs_bare_cpu_per_repeat"] = {
+            "median": round(float(np.median(ratios)), 3),
+            "min": round(ratios[0], 3),
+            "max": round(ratios[-1], 3),
+        }
         result["sizes"][f"{height}p"] = row
         print(json.dumps({f"{height}p": row}), flush=True)
     (args.out / f"checks_cost-{'-'.join(sorted(wanted))}.json").write_text(json.dumps(result, indent=2))
