@@ -34,6 +34,7 @@ class ModelConfig:
     )
     deadzone: float = 0.0  # residual G, generating: changes of the base up to this size ([-1, 1] scale) become 0 (see nets)
     previous_base: bool = True  # with previous_frame: a residual G changes the previous frame (true) or the input image
+    noise: int = 0  # channels of a random map G sees beside the input image, one per clip (0 = none, the paper)
     ndf: int = 64  # discriminator base channels (MoCoGAN: 64-128-256)
     d_norm: str = "batch"  # discriminator normalisation: batch (MoCoGAN) | instance | spectral | none
     video_frames: int = 16  # T: consecutive frames D_V judges
@@ -88,6 +89,7 @@ class TrainConfig:
         300  # steps over which that share rises from 0 (a step count, not a share of the run: resumes stay exact)
     )
     ema: float = 0.0  # G weight EMA decay (0 = off); the EMA weights are what load_generator returns
+    samples: int = 1  # with model.noise: videos per clip, each from its own noise; L1 terms count the closest (min of K)
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast on CUDA (ignored on CPU)
@@ -240,7 +242,12 @@ def resolve_config(*, preset: str = "paper", files: list[Path] | None = None, ov
     config = apply_overrides(Config(preset=preset), PRESETS[preset])
     for path in files or []:
         config = apply_overrides(config, load_config_file(path))
-    return apply_overrides(config, overrides or {})
+    config = apply_overrides(config, overrides or {})
+    if config.train.samples < 1 or (config.train.samples > 1 and config.model.noise < 1):
+        raise ConfigError(
+            f"train.samples {config.train.samples}: must be 1, or more with model.noise > 0 (samples differ only by their noise)"
+        )
+    return config
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

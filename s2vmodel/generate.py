@@ -132,8 +132,9 @@ def generate_chunks(
     feats = sound_features(model, audio, hop=model.config.hop, n_fft=model.config.n_fft)  # (1, T, D)
     x = to_model_image(image).to(feats.device)  # (1, 3, H, W)
     last = None  # the frame before the chunk: a model that sees its previous frame goes on from it
+    noise = model.draw_noise(x)  # a model with a random map keeps one for the whole clip (None without)
     for t0 in range(0, feats.shape[1], chunk_frames):
-        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames], last)  # (1, n, 3, H, W)
+        video = model.generate_frames(x, feats[:, t0 : t0 + chunk_frames], last, noise)  # (1, n, 3, H, W)
         last = video[:, -1]
         yield to_uint8(video[0])
 

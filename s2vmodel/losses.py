@@ -53,6 +53,17 @@ def motion_l1_loss(
     return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
 
 
+def l1_per_clip(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Return (B,): each clip's mean absolute error over its frames and pixels (fake, real: (B, T, 3, H, W))."""
+    return (fake - real).abs().flatten(1).mean(dim=1)
+
+
+def motion_l1_per_clip(fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Return (B,): motion_l1_loss of each clip alone (normalised by the clip's own mean weight)."""
+    weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)  # (B, T, 1, H, W)
+    return ((fake - real).abs() * weight).flatten(1).mean(dim=1) / (weight.flatten(1).mean(dim=1) + eps)
+
+
 def temporal_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Return the mean absolute error of the frame-to-frame changes: |(fake[t] - fake[t-1]) - (real[t] - real[t-1])|.
 

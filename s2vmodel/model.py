@@ -33,24 +33,41 @@ class S2VGenerator(nn.Module):
             previous=config.previous_frame,
             previous_base=config.previous_base,
             deadzone=config.deadzone,
+            noise=config.noise,
         )
 
     def encode_sound(self, spec: torch.Tensor) -> torch.Tensor:
         """Return (B, T, D) BLSTM features of a (B, T, F) spectrogram (zero initial states)."""
         return self.sound_encoder(spec)
 
-    def generate_frames(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+    def draw_noise(self, image: torch.Tensor, *, seed: int = 0) -> torch.Tensor | None:
+        """Return the random map (B, noise, H, W) a G built with `noise` channels sees, drawn from `seed`; None without.
+
+        Standard normal, one map per clip; the same seed gives the same map, so generating is repeatable.
+        """
+        if not self.config.noise:
+            return None
+        gen = torch.Generator().manual_seed(seed)
+        B, _, H, W = image.shape
+        return torch.randn(B, self.config.noise, H, W, generator=gen).to(image.device, image.dtype)
+
+    def generate_frames(
+        self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return (B, T, 3, H, W) frames in [-1, 1] for image (B, 3, H, W) and feats (B, T, D).
 
         With `previous_frame`, frame t is made from frame t-1 as generated (frame 0 from
         `previous` (B, 3, H, W), by default the input image itself), one frame at a time.
+        With `noise` channels, `noise` is the clip's random map (draw_noise's, seed 0, when not given).
         """
+        if self.config.noise and noise is None:
+            noise = self.draw_noise(image)
         if not self.config.previous_frame:
-            return self.generator(image, feats)
+            return self.generator(image, feats, noise=noise)
         frame = image if previous is None else previous
         frames = []
         for t in range(feats.shape[1]):
-            frame = self.generator(image, feats[:, t : t + 1], frame[:, None])[:, 0]
+            frame = self.generator(image, feats[:, t : t + 1], frame[:, None], noise)[:, 0]
             frames.append(frame)
         return torch.stack(frames, dim=1)
 

@@ -85,26 +85,33 @@ class TrainGenerator(nn.Module):
         self.frames = frames
 
     def forward(
-        self, image: torch.Tensor, spec: torch.Tensor, start: torch.Tensor, video: torch.Tensor, own: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        spec: torch.Tensor,
+        start: torch.Tensor,
+        video: torch.Tensor,
+        own: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (frames, blend content or None), each (B, frames, 3, H, W), for image (B,3,H,W), spec (B,120,F), start (B,)
         and the real video (B, frames, 3, H, W).
 
-        own: (B, frames) bool, which frames get G's own guess of their predecessor (None: all real).
+        own: (B, frames) bool, which frames get G's own guess of their predecessor (None: all real);
+        noise: each clip's random map (B, noise, H, W), for a G with noise channels.
         """
         feats = self.generator.encode_sound(spec)  # (B, 120, D): the BLSTM hears all 4 s
         offsets = start[:, None] + torch.arange(self.frames, device=spec.device)  # (B, 100)
         used = torch.gather(feats, 1, offsets[:, :, None].expand(-1, -1, feats.shape[2]))  # (B, 100, D)
         g = self.generator.generator
         if not g.previous:
-            return g.frames_and_content(image, used)  # (B, 100, 3, H, W)
+            return g.frames_and_content(image, used, None, noise)  # (B, 100, 3, H, W)
         before = torch.cat([image[:, None], video[:, :-1]], dim=1)  # (B, 100, 3, H, W): the real predecessors
         if own is not None and bool(own.any()):
             with torch.no_grad():
-                guess = g(image, used, before)
+                guess = g(image, used, before, noise)
             guessed = torch.cat([image[:, None], guess[:, :-1]], dim=1)
             before = torch.where(own.to(image.device)[:, :, None, None, None], guessed, before)
-        return g.frames_and_content(image, used, before)
+        return g.frames_and_content(image, used, before, noise)
 
 
 class Discriminators(nn.Module):
@@ -309,8 +316,30 @@ def train_step(
     share = own_share(config, step=step)
     own = torch.rand(B, T, generator=nets.picks) < share if share > 0 else None
 
+    start = batch["start"].to(device)
+    k = max(1, tc.samples) if mc.noise else 1
+    noise = None
+    if mc.noise:
+        # K random maps per clip, drawn from the run's own generator (resumes stay exact)
+        H, W = video.shape[-2:]
+        noise = torch.randn(k * B, mc.noise, H, W, generator=nets.picks).to(device)
+    if k > 1:
+        # every clip K times, each with its own map: (K*B, ...), sample j of clip b at j*B + b
+        image, spec, start, video = (torch.cat([t] * k) for t in (image, spec, start, video))
+        own = torch.cat([own] * k) if own is not None else None
     with modules.autocast:
-        fake, content = modules.g(image, spec, batch["start"].to(device), video, own)  # (B, 100, 3, 64, 64) each
+        fake, content = modules.g(image, spec, start, video, own, noise)  # (K*B, 100, 3, 64, 64) each
+    recon = None
+    if k > 1:
+        # min of K (each clip's closest sample takes the reconstruction terms): G can keep a place of its own for an
+        # event the sound cannot place, instead of the mean of every place it could take
+        recon = tc.lambda_l1 * losses.l1_per_clip(fake.float(), video)
+        if tc.lambda_motion > 0:
+            recon = recon + tc.lambda_motion * losses.motion_l1_per_clip(fake.float(), video, image=image)
+        recon = recon.reshape(k, B).min(dim=0).values.mean()
+        # the discriminators judge the first sample of each clip
+        fake, video, image = fake[:B], video[:B], image[:B]
+        content = content[:B] if content is not None else None
     index = losses.frame_indices(batch=B, frames=T, count=tc.image_frames, generator=nets.picks)  # (B, k)
     starts = losses.window_starts(batch=B, frames=T, length=mc.video_frames, generator=nets.picks)  # (B,)
     real_frames, fake_frames = losses.take_frames(video, index), losses.take_frames(fake, index)  # (B*k, 3, 64, 64)
@@ -333,10 +362,14 @@ def train_step(
         adv_i = losses.g_adv_loss(nets.discriminators.image(fake_frames).float(), kind=tc.loss)
         adv_v = losses.g_adv_loss(nets.discriminators.video(fake_clips).float(), kind=tc.loss)
         l1 = losses.l1_loss(fake.float(), video)
-        loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v + tc.lambda_l1 * l1
-        if tc.lambda_motion > 0:
-            motion = losses.motion_l1_loss(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
-            loss_g = loss_g + tc.lambda_motion * motion
+        loss_g = tc.lambda_image * adv_i + tc.lambda_video * adv_v
+        if recon is not None:
+            loss_g = loss_g + recon
+        else:
+            loss_g = loss_g + tc.lambda_l1 * l1
+            if tc.lambda_motion > 0:
+                motion = losses.motion_l1_loss(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
+                loss_g = loss_g + tc.lambda_motion * motion
         if tc.lambda_temporal > 0:
             loss_g = loss_g + tc.lambda_temporal * losses.temporal_l1_loss(fake.float(), video)
         if content is not None and tc.lambda_content > 0:

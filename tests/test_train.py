@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from s2vdata.manifest import read_manifest
 from s2vmodel.checkpoint import load_generator
 from s2vmodel.cli import app
-from s2vmodel.config import resolve_config
+from s2vmodel.config import ConfigError, resolve_config
 from s2vmodel.model import S2VGenerator
 from s2vmodel.train import RunCost, estimate_cost, train
 
@@ -362,3 +362,24 @@ def test_end_to_end_synth_build_train_resume(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # logged every log_every steps and at the end of each run: the first run ends at 2, the resumed one at 3
     assert [line["step"] for line in lines] == [2, 3] and all(line["skipped"] == 0 for line in lines)
+
+
+def test_four_steps_equal_two_plus_resume_plus_two_with_noise_and_the_closest_of_three_samples(manifest, tmp_path):
+    def config(steps: int):
+        return fast_config(steps=steps, samples=3, model={"noise": 1}, data={"cache": str(tmp_path / "cache")})
+
+    train([manifest], out=tmp_path / "a", config=config(4))
+    train([manifest], out=tmp_path / "b", config=config(2))
+    train([manifest], out=tmp_path / "b", config=config(4), resume=True)
+    a = torch.load(tmp_path / "a" / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["config"]["model"]["noise"] == 1 and a["config"]["train"]["samples"] == 3
+    # the first convolution reads the image's 3 channels and the map's 1
+    assert a["generator"]["generator.down.0.0.weight"].shape[1] == 4
+    for name, tensor in a["generator"].items():
+        assert torch.allclose(tensor.float(), b["generator"][name].float(), atol=1e-6), name
+
+
+def test_samples_without_noise_are_a_config_error():
+    with pytest.raises(ConfigError, match="model.noise"):
+        fast_config(steps=1, samples=2)

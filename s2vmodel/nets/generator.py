@@ -70,6 +70,7 @@ class UNetGenerator(nn.Module):
         previous: bool = False,
         previous_base: bool = True,
         deadzone: float = 0.0,
+        noise: int = 0,
         channels: int = 3,
     ) -> None:
         super().__init__()
@@ -82,10 +83,13 @@ class UNetGenerator(nn.Module):
         if deadzone < 0:
             raise ValueError(f"deadzone {deadzone}: must be >= 0 (0 = off)")
         self.deadzone = deadzone  # a change of the base: only a residual G has one
+        if noise < 0:
+            raise ValueError(f"noise {noise}: must be >= 0 (0 = none)")
+        self.noise = noise  # channels of the per-clip random map G sees beside the image
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # e.g. 64, 128, 256, 512
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
-            inp = (2 * channels if previous else channels) if i == 0 else widths[i - 1]
+            inp = (2 * channels if previous else channels) + noise if i == 0 else widths[i - 1]
             layers: list[nn.Module] = [nn.Conv2d(inp, width, 4, stride=2, padding=1)]
             if i > 0:
                 layers.append(_norm2d(norm, width))
@@ -117,25 +121,43 @@ class UNetGenerator(nn.Module):
                 # returns the input image's pixels; unlike a share of exactly 0, every pixel gets gradients from the start
                 nn.init.constant_(self.out.bias[-1:], BLEND_START)
 
-    def forward(self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
-        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D) and, with `previous`, the frames before them."""
-        return self.frames_and_content(image, feats, previous)[0]
+    def forward(
+        self,
+        image: torch.Tensor,
+        feats: torch.Tensor,
+        previous: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return (B, T, 3, H, W) frames for image (B, 3, H, W), feats (B, T, D), with `previous` the frames before
+        them, and with `noise` channels (a G built with noise > 0) the clip's random map (B, noise, H, W)."""
+        return self.frames_and_content(image, feats, previous, noise)[0]
 
     def frames_and_content(
-        self, image: torch.Tensor, feats: torch.Tensor, previous: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        feats: torch.Tensor,
+        previous: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (frames, the blend's content (B, T, 3, H, W) or None in the other modes); see forward."""
         B, T, D = feats.shape
+        if self.noise and (noise is None or noise.shape[1] != self.noise):
+            raise ValueError(
+                f"this generator also sees a random map of {self.noise} channels: pass `noise` (B, {self.noise}, H, W)"
+            )
         if self.previous:
             if previous is None:
                 raise ValueError("this generator also sees the previous frame: pass `previous` (B, T, 3, H, W)")
             before = previous.reshape(B * T, *previous.shape[2:])  # (B*T, 3, H, W)
             images = image.unsqueeze(1).expand_as(previous).reshape_as(before)  # (B*T, 3, H, W)
             x = torch.cat([images, before], dim=1)  # (B*T, 6, H, W)
+            if self.noise:
+                x = torch.cat([x, noise.unsqueeze(1).expand(B, T, *noise.shape[1:]).reshape(B * T, *noise.shape[1:])], dim=1)
             base = before if self.previous_base else images
             per_clip = 1  # encoder maps are already per frame
         else:
-            base, x, per_clip = image, image, T
+            base, per_clip = image, T
+            x = torch.cat([image, noise], dim=1) if self.noise else image
         skips = []
         for block in self.down:
             x = block(x)
