@@ -128,6 +128,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "residual": True,
             # changes under 4 grey levels are not drawn: quiet frames are the input's pixels (see nets.generator)
             "deadzone": 0.03,
+            # a random map per clip: with the closest of 4 samples (train.samples), G draws a burst at a place of its
+            # own instead of a glow over every place the sound cannot tell (fresh burst scenes: FVD 24.2 against 31.6)
+            "noise": 1,
             "ndf": 16,
             "d_norm": "spectral",
         },
@@ -143,6 +146,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "image_frames": 4,
             # the EMA of G's weights generates: its flashes are steadier (bursts val FVD 26.9 against 38.3 without)
             "ema": 0.99,
+            "samples": 4,
             "log_every": 10,
             "sample_every": 200,
             "ckpt_every": 100,

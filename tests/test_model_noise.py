@@ -60,3 +60,21 @@ def test_the_per_clip_losses_are_each_clips_own_loss():
     both = torch.cat([fake, real])
     closest = losses.l1_per_clip(both, torch.cat([real, real])).reshape(2, 3).min(dim=0).values
     assert torch.equal(closest, torch.zeros(3))
+
+
+def test_a_generator_that_sees_its_previous_frame_sees_the_same_map_every_frame():
+    torch.manual_seed(0)
+    config = ModelConfig(
+        se_hidden=8, ngf=8, g_depth=3, residual=True, noise=1, previous_frame=True, previous_base=False, image_size=32
+    )
+    model = S2VGenerator(config).eval()
+    torch.nn.init.normal_(model.generator.out.weight, std=0.3)
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    feats = torch.randn(1, 4, config.feat_dim)
+    with torch.no_grad():
+        whole = model.generate_frames(image, feats)
+        # in two chunks, the second going on from the first's last frame with the same map
+        first = model.generate_frames(image, feats[:, :2])
+        second = model.generate_frames(image, feats[:, 2:], first[:, -1])
+    assert whole.shape == (1, 4, 3, 32, 32)
+    assert torch.allclose(whole, torch.cat([first, second], dim=1), atol=1e-6)

@@ -382,4 +382,4 @@ def test_four_steps_equal_two_plus_resume_plus_two_with_noise_and_the_closest_of
 
 def test_samples_without_noise_are_a_config_error():
     with pytest.raises(ConfigError, match="model.noise"):
-        fast_config(steps=1, samples=2)
+        fast_config(steps=1, samples=2, model={"noise": 0})
