@@ -71,8 +71,9 @@ def time_checks(paths: list[Path]) -> dict:
                 w, c = time.perf_counter(), time.process_time()
                 small.add(i, slot.frame)
                 wall += time.perf_counter() - w
-                cpu += time.process_time() - c
-                shrink_cpu += time.process_time() - c
+                shrink = time.process_time() - c
+                cpu += shrink
+                shrink_cpu += shrink
                 i += 1
                 if i == n:
                     w, c = time.perf_counter(), time.process_time()

@@ -47,10 +47,16 @@ def motion_l1_loss(
     so motion made up where nothing moved (a flash at a place the sound cannot tell, a flicker) costs
     as much as motion missed where something did.
     """
-    weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)  # (B, T, 1, H, W)
+    weight = _motion_weight(fake, real, image=image, symmetric=symmetric)
+    return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
+
+
+def _motion_weight(fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    """Return (B, T, 1, H, W): how far each real pixel moved from the input image (symmetric: or the generated one)."""
+    weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)
     if symmetric:
         weight = torch.maximum(weight, (fake.detach() - image[:, None]).abs().mean(dim=2, keepdim=True))
-    return ((fake - real).abs() * weight).mean() / (weight.mean() + eps)
+    return weight
 
 
 def l1_per_clip(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -58,9 +64,11 @@ def l1_per_clip(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().flatten(1).mean(dim=1)
 
 
-def motion_l1_per_clip(fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+def motion_l1_per_clip(
+    fake: torch.Tensor, real: torch.Tensor, *, image: torch.Tensor, symmetric: bool = False, eps: float = 1e-3
+) -> torch.Tensor:
     """Return (B,): motion_l1_loss of each clip alone (normalised by the clip's own mean weight)."""
-    weight = (real - image[:, None]).abs().mean(dim=2, keepdim=True)  # (B, T, 1, H, W)
+    weight = _motion_weight(fake, real, image=image, symmetric=symmetric)
     return ((fake - real).abs() * weight).flatten(1).mean(dim=1) / (weight.flatten(1).mean(dim=1) + eps)
 
 

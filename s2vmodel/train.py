@@ -317,7 +317,7 @@ def train_step(
     own = torch.rand(B, T, generator=nets.picks) < share if share > 0 else None
 
     start = batch["start"].to(device)
-    k = max(1, tc.samples) if mc.noise else 1
+    k = tc.samples  # more than 1 only with noise (resolve_config says so)
     noise = None
     if mc.noise:
         # K random maps per clip, drawn from the run's own generator (resumes stay exact)
@@ -335,7 +335,8 @@ def train_step(
         # event the sound cannot place, instead of the mean of every place it could take
         recon = tc.lambda_l1 * losses.l1_per_clip(fake.float(), video)
         if tc.lambda_motion > 0:
-            recon = recon + tc.lambda_motion * losses.motion_l1_per_clip(fake.float(), video, image=image)
+            motion = losses.motion_l1_per_clip(fake.float(), video, image=image, symmetric=tc.motion_symmetric)
+            recon = recon + tc.lambda_motion * motion
         recon = recon.reshape(k, B).min(dim=0).values.mean()
         # the discriminators judge the first sample of each clip
         fake, video, image = fake[:B], video[:B], image[:B]

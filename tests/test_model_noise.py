@@ -56,6 +56,9 @@ def test_the_per_clip_losses_are_each_clips_own_loss():
     for b in range(3):
         assert torch.allclose(per_l1[b], losses.l1_loss(fake[b : b + 1], real[b : b + 1]))
         assert torch.allclose(per_motion[b], losses.motion_l1_loss(fake[b : b + 1], real[b : b + 1], image=image[b : b + 1]))
+        symmetric = losses.motion_l1_per_clip(fake, real, image=image, symmetric=True)[b]
+        whole = losses.motion_l1_loss(fake[b : b + 1], real[b : b + 1], image=image[b : b + 1], symmetric=True)
+        assert torch.allclose(symmetric, whole)
     # the closest of two samples: a perfect second sample makes the clip's loss 0
     both = torch.cat([fake, real])
     closest = losses.l1_per_clip(both, torch.cat([real, real])).reshape(2, 3).min(dim=0).values
