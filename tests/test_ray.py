@@ -36,15 +36,22 @@ ray = pytest.importorskip("ray")
 TARGET = "hand"
 SEED = 3
 SECONDS = 8.0  # two windows per source
+LONG_SECONDS = 48.0  # twelve windows: one source still running when the others are done
 S2VDATA = Path(sys.executable).with_name("s2vdata")
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> Path:
-    """Returns a data folder with sources to keep and to reject: 2 clean, 1 panned, 1 silent, 1 without a sound stream."""
+    """Returns a data folder with sources to keep and to reject: 2 clean, 1 panned, 1 silent, 1 without a sound stream, 1 long.
+
+    The long clean source (LONG_SECONDS) is planned first and still runs when
+    the short ones are done, on any number of cores: the driver-kill test
+    kills the driver then, mid-run.
+    """
     root = tmp_path_factory.mktemp("ray-sources")
     data = root / "data"
     synth_sources(target=TARGET, count=2, seed=5, data_dir=data, seconds=SECONDS)
+    synth_sources(target=TARGET, count=1, seed=8, data_dir=data, seconds=LONG_SECONDS)
     synth_sources(target=TARGET, count=1, seed=6, data_dir=data, seconds=SECONDS, defect="pan")
     synth_sources(target=TARGET, count=1, seed=7, data_dir=data, seconds=SECONDS, defect="silent")
     rng = np.random.default_rng(0)
